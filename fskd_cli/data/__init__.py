@@ -1,0 +1,1 @@
+"""Data: readers per source format, degradation, manifests, and the torch dataset."""

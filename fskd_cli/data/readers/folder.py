@@ -1,0 +1,83 @@
+"""Raw photos in identity folders (``person/*.jpg``), e.g. CASIA-WebFace as downloaded.
+
+The identity of a photo is its first folder under SRC, or, for flat folders such as the Yale faces
+(``subject01.glasses``), the first group of ``identity_regex`` matched against its relative path.
+Files are chosen by content, not suffix (Yale files have none); documentation files are ignored.
+An optional pair list (CSV ``left,right,same`` of paths relative to SRC) makes it a 1:1 set.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from pathlib import Path
+
+from ...errors import FskdError
+from .base import Item, Source, file_loader, label_map, list_images, output_names, reader, require_exists
+
+
+@reader("folder", "casia", options=("pairs", "identity_regex"))
+def read_folder(src: Path, kind: str, *, pairs: Path | None = None, identity_regex: str | None = None) -> Source:
+    """Every candidate image under ``src``; photos outside any identity become ``skipped`` rows."""
+    require_exists(src, "a folder of identity folders")
+    if not src.is_dir():
+        raise FskdError(f"{src}: not a folder; `{kind}` reads a folder of identity folders (person/*.jpg)")
+    files = list_images(src)
+    if not files:
+        raise FskdError(f"{src}: no image files found; `{kind}` reads a folder of identity folders (person/*.jpg)")
+    rels = [p.relative_to(src).as_posix() for p in files]
+    pattern = _compile(identity_regex)
+    identities = [_identity(rel, pattern) for rel in rels]
+    if not any(identities):
+        hint = f"no file matches --identity-regex {identity_regex!r}" if identity_regex else (
+            "its images lie directly in it, not in identity folders; pass --identity-regex")
+        raise FskdError(f"{src}: {hint}")
+    labels = label_map([i for i in identities if i])
+    split = "train" if pairs is None else "test"
+    items = [
+        Item(source=rel, rel=name, identity=ident, label=labels.get(ident, -1), split=split,
+             load=file_loader(path, str(path)),
+             problem=None if ident else ("skipped", f"{path}: not inside an identity folder"))
+        for path, rel, name, ident in zip(files, rels, output_names(rels), identities)
+    ]
+    pair_list = None if pairs is None else read_pair_csv(pairs, set(rels))
+    return Source(task="train" if pairs is None else "verification", faces="detect", items=items, pairs=pair_list,
+                  meta={"identity_regex": identity_regex} if identity_regex else {})
+
+
+def _compile(identity_regex: str | None) -> re.Pattern[str] | None:
+    try:
+        return None if identity_regex is None else re.compile(identity_regex)
+    except re.error as e:
+        raise FskdError(f"--identity-regex {identity_regex!r}: not a valid regular expression ({e})") from None
+
+
+def _identity(rel: str, pattern: re.Pattern[str] | None) -> str:
+    """The first folder of ``rel``, or the regex's first group (whole match if it has no group)."""
+    if pattern is None:
+        parts = rel.split("/")
+        return parts[0] if len(parts) > 1 else ""
+    match = pattern.search(rel)
+    if match is None:
+        return ""
+    return match.group(1) if match.groups() else match.group(0)
+
+
+def read_pair_csv(path: Path, known: set[str]) -> list[tuple[str, str, int]]:
+    """A pair list ``left,right,same`` (paths relative to SRC, same 0/1), checked line by line."""
+    require_exists(path, "a pair list (CSV with columns left,right,same)")
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = csv.DictReader(f)
+        if rows.fieldnames is None or not {"left", "right", "same"} <= set(rows.fieldnames):
+            raise FskdError(f"{path}: a pair list needs the header left,right,same")
+        out = []
+        for line, r in enumerate(rows, start=2):
+            if r["same"] not in ("0", "1"):
+                raise FskdError(f"{path}, line {line}: same must be 0 or 1, got {r['same']!r}")
+            for side in (r["left"], r["right"]):
+                if side not in known:
+                    raise FskdError(f"{path}, line {line}: {side!r} is not an image under the source folder")
+            out.append((r["left"], r["right"], int(r["same"])))
+    if not out:
+        raise FskdError(f"{path}: the pair list has no pairs")
+    return out

@@ -1,0 +1,79 @@
+"""One registry of distillation methods, found by name from a recipe.
+
+A method is a class registered with :func:`register_distiller`. It is an ``nn.Module`` (some methods own
+trainable parts, e.g. FitNet's hint layers, which join the optimizer) built from the student's and the
+teacher's tapped feature shapes and the recipe's options, and called as
+``loss = distiller(student_feats, teacher_feats, batch)``. The loss it returns is already weighted.
+Adding a method is one new file with one registered class plus a recipe; nothing else changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import FskdError
+
+
+class Distiller(nn.Module):
+    """Base class. ``needs_teacher = False`` lets the loop skip the teacher forward altogether."""
+
+    needs_teacher = True
+
+    def __init__(self, student_shapes: Sequence[torch.Size], teacher_shapes: Sequence[torch.Size],
+                 weight: float = 1.0) -> None:
+        super().__init__()
+        if self.needs_teacher and len(student_shapes) != len(teacher_shapes):
+            raise FskdError(f"student taps {len(student_shapes)} features, teacher {len(teacher_shapes)}")
+        self.weight = weight
+
+    def forward(self, student: list[torch.Tensor], teacher: list[torch.Tensor], batch: dict[str, Any]) -> torch.Tensor:
+        raise NotImplementedError
+
+
+_DISTILLERS: dict[str, type[Distiller]] = {}
+
+
+def register_distiller(name: str) -> Callable[[type[Distiller]], type[Distiller]]:
+    def deco(cls: type[Distiller]) -> type[Distiller]:
+        if name in _DISTILLERS:
+            raise ValueError(f"distiller {name!r} registered twice")
+        cls.method_name = name
+        _DISTILLERS[name] = cls
+        return cls
+
+    return deco
+
+
+def method_names() -> list[str]:
+    _import_all()
+    return sorted(_DISTILLERS)
+
+
+def create_distiller(name: str, student_shapes: Sequence[torch.Size], teacher_shapes: Sequence[torch.Size],
+                     **options: Any) -> Distiller:
+    _import_all()
+    if name not in _DISTILLERS:
+        raise FskdError(f"unknown method {name!r}; choose from {', '.join(sorted(_DISTILLERS))}")
+    try:
+        return _DISTILLERS[name](student_shapes, teacher_shapes, **options)
+    except TypeError as e:
+        raise FskdError(f"method {name!r}: {e}") from None
+
+
+def get_distiller_class(name: str) -> type[Distiller]:
+    _import_all()
+    if name not in _DISTILLERS:
+        raise FskdError(f"unknown method {name!r}; choose from {', '.join(sorted(_DISTILLERS))}")
+    return _DISTILLERS[name]
+
+
+def _import_all() -> None:
+    import importlib
+    import pkgutil
+
+    for mod in pkgutil.iter_modules(__path__):
+        importlib.import_module(f"{__name__}.{mod.name}")

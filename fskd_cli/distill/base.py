@@ -1,0 +1,17 @@
+"""``base``: no distillation, the student trained on LR images with its task loss alone."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from . import Distiller, register_distiller
+
+
+@register_distiller("base")
+class Base(Distiller):
+    needs_teacher = False
+
+    def forward(self, student: list[torch.Tensor], teacher: list[torch.Tensor], batch: dict[str, Any]) -> torch.Tensor:
+        return student[0].new_zeros(())

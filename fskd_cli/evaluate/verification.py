@@ -1,0 +1,272 @@
+"""1:1 verification accuracy under the two 10-fold protocols that LR face papers report.
+
+Why two protocols: the baselines the paper compares against are quoted from work evaluated with
+insightface's ``verification.py``, while the F-SKD/A-SKD authors' own numbers come from their code,
+which follows the SphereFace/CosFace evaluation. The protocols differ in how the mirrored image is
+used (sum vs. concatenation), in the score (squared L2 distance of normalised embeddings vs. cosine
+after subtracting the training folds' mean embedding) and in the threshold rule (first best vs. mean
+of all best), so the same embeddings give accuracies that can differ by a few tenths of a percent,
+about the size of the gains being compared. A number is only comparable to one made with the same
+protocol, so fskd implements both and every result says which one made it.
+
+Shared by both: pairs are in the source protocol's order and fold k is the k-th of ``n_folds``
+consecutive equal blocks; fold k's threshold is chosen on the other folds and applied to fold k.
+All arithmetic is float64, so the per-pair scores and thresholds written by :func:`save_scores`
+reproduce the accuracy exactly (:func:`accuracy_from_scores`).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from fskd_cli.io import write_csv
+
+PROTOCOLS = ("insightface", "authors")
+FARS = (1e-3, 1e-4)
+SCORE_FIELDS = ["left", "right", "same", "fold", "score"]
+
+# insightface: squared distances of unit vectors lie in [0, 4]; a 0.01 grid.
+_INSIGHTFACE_THRESHOLDS = np.arange(0.0, 4.0, 0.01)
+# SphereFace/CosFace: cosines lie in [-1, 1]; a 1e-4 grid (``-1:1/10000:1`` in their MATLAB).
+_AUTHORS_THRESHOLDS = np.linspace(-1.0, 1.0, 20001)
+
+
+@dataclass
+class VerificationResult:
+    """Accuracy per fold and overall, the scores behind it, and threshold-free ROC figures.
+
+    ``scores[i]`` is the value that fold ``folds[i]``'s threshold was applied to (a distance for
+    insightface, a cosine for authors; see ``greater_is_same``). ``tar_at_far``, ``fpr``, ``tpr``
+    and ``auc`` use one pooled score over all pairs, since a ROC has no per-fold threshold.
+    """
+
+    protocol: str
+    accuracy: float
+    std: float
+    fold_accuracies: list[float]
+    fold_thresholds: list[float]
+    scores: np.ndarray
+    folds: np.ndarray
+    greater_is_same: bool
+    tar_at_far: dict[float, float]
+    fpr: np.ndarray
+    tpr: np.ndarray
+    auc: float
+
+
+def verification_accuracy(
+    left: np.ndarray,
+    left_flip: np.ndarray,
+    right: np.ndarray,
+    right_flip: np.ndarray,
+    same: np.ndarray,
+    protocol: str = "insightface",
+    n_folds: int = 10,
+) -> VerificationResult:
+    """Evaluate pairs ``[N, D]`` (each image and its horizontal mirror) against ``same`` (0/1, ``[N]``).
+
+    Raises ``ValueError`` for an unknown protocol, mismatched shapes, or ``N`` not divisible by
+    ``n_folds`` (the folds must be the source protocol's blocks, not a re-split).
+    """
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+    embeddings = _check_embeddings(left, left_flip, right, right_flip)
+    same = _check_same(same, len(embeddings[0]))
+    folds = _fold_index(len(same), n_folds)
+    score_fn, choose, thresholds, greater = _PROTOCOL_RULES[protocol]
+
+    scores = np.empty(len(same), dtype=np.float64)
+    fold_accuracies, fold_thresholds = [], []
+    for k in range(n_folds):
+        train, test = folds != k, folds == k
+        fold_scores = score_fn(*embeddings, train)
+        counts = _correct_counts(fold_scores[train], same[train], thresholds, greater)
+        threshold = choose(counts, thresholds)
+        scores[test] = fold_scores[test]
+        fold_thresholds.append(threshold)
+        fold_accuracies.append(_fold_accuracy(scores[test], same[test], threshold, greater))
+
+    pooled = score_fn(*embeddings, np.ones(len(same), dtype=bool))
+    pooled = pooled if greater else -pooled
+    fpr, tpr, auc = _roc(pooled, same)
+    return VerificationResult(
+        protocol=protocol,
+        accuracy=float(np.mean(fold_accuracies)),
+        std=float(np.std(fold_accuracies)),
+        fold_accuracies=fold_accuracies,
+        fold_thresholds=fold_thresholds,
+        scores=scores,
+        folds=folds,
+        greater_is_same=greater,
+        tar_at_far={far: _tar_at_far(pooled, same, far) for far in FARS},
+        fpr=fpr,
+        tpr=tpr,
+        auc=auc,
+    )
+
+
+def save_scores(
+    path: str | os.PathLike,
+    pairs_left: Sequence[str],
+    pairs_right: Sequence[str],
+    same: Sequence[int] | np.ndarray,
+    result: VerificationResult,
+) -> None:
+    """Write one row per pair (``left,right,same,fold,score``) atomically, so a figure can be audited.
+
+    Scores are written with Python's shortest round-trip repr, so reading them back is exact.
+    """
+    n = len(result.scores)
+    if not len(pairs_left) == len(pairs_right) == len(same) == n:
+        raise ValueError(f"save_scores needs {n} pairs, got {len(pairs_left)}/{len(pairs_right)}/{len(same)}")
+    rows = (
+        {"left": a, "right": b, "same": int(s), "fold": int(f), "score": float(x)}
+        for a, b, s, f, x in zip(pairs_left, pairs_right, same, result.folds, result.scores)
+    )
+    write_csv(path, rows, SCORE_FIELDS)
+
+
+def accuracy_from_scores(
+    csv_path: str | os.PathLike, thresholds: Sequence[float], greater_is_same: bool
+) -> float:
+    """Recompute the mean fold accuracy from a :func:`save_scores` CSV and the per-fold thresholds.
+
+    Uses the same decision and averaging as :func:`verification_accuracy`, so the result equals
+    ``result.accuracy`` exactly; any difference means the CSV or the thresholds are not that run's.
+    """
+    with open(csv_path, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    scores = np.array([float(r["score"]) for r in rows], dtype=np.float64)
+    same = np.array([int(r["same"]) for r in rows]) == 1
+    folds = np.array([int(r["fold"]) for r in rows])
+    if set(folds.tolist()) != set(range(len(thresholds))):
+        found = sorted(set(folds.tolist()))
+        raise ValueError(f"{csv_path}: folds {found} do not match {len(thresholds)} thresholds")
+    accuracies = [
+        _fold_accuracy(scores[folds == k], same[folds == k], float(t), greater_is_same)
+        for k, t in enumerate(thresholds)
+    ]
+    return float(np.mean(accuracies))
+
+
+def _check_embeddings(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The four embedding arrays as float64 ``[N, D]`` of one shape."""
+    out = tuple(np.asarray(a, dtype=np.float64) for a in arrays)
+    shapes = {a.shape for a in out}
+    if len(shapes) != 1 or out[0].ndim != 2:
+        raise ValueError(f"left, left_flip, right, right_flip must share one [N, D] shape, got {shapes}")
+    return out
+
+
+def _check_same(same: np.ndarray, n: int) -> np.ndarray:
+    """``same`` as a boolean ``[N]`` array holding both classes (a ROC needs both)."""
+    same = np.asarray(same)
+    if same.shape != (n,) or not np.isin(same, (0, 1)).all():
+        raise ValueError(f"same must be {n} values of 0/1, got shape {same.shape}")
+    same = same == 1
+    if same.all() or not same.any():
+        raise ValueError("verification needs both same and different pairs")
+    return same
+
+
+def _fold_index(n: int, n_folds: int) -> np.ndarray:
+    """Fold of each pair: ``n_folds`` consecutive equal blocks, as the source protocols define them."""
+    if n_folds < 2 or n == 0 or n % n_folds:
+        raise ValueError(f"{n} pairs cannot be split into {n_folds} equal consecutive folds")
+    return np.repeat(np.arange(n_folds), n // n_folds)
+
+
+def _l2_normalise(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length; an all-zero row stays zero instead of becoming NaN."""
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return x / np.where(norms == 0, 1.0, norms)
+
+
+def _insightface_scores(
+    left: np.ndarray, left_flip: np.ndarray, right: np.ndarray, right_flip: np.ndarray, train: np.ndarray
+) -> np.ndarray:
+    """Squared L2 distance of the normalised (image + mirror) sums; uses no training statistics."""
+    a = _l2_normalise(left + left_flip)
+    b = _l2_normalise(right + right_flip)
+    return np.sum((a - b) ** 2, axis=1)
+
+
+def _authors_scores(
+    left: np.ndarray, left_flip: np.ndarray, right: np.ndarray, right_flip: np.ndarray, train: np.ndarray
+) -> np.ndarray:
+    """Cosine of the [image, mirror] concatenations after subtracting the training pairs' mean image."""
+    a = np.concatenate([left, left_flip], axis=1)
+    b = np.concatenate([right, right_flip], axis=1)
+    mean = np.concatenate([a[train], b[train]]).mean(axis=0)
+    return np.sum(_l2_normalise(a - mean) * _l2_normalise(b - mean), axis=1)
+
+
+def _correct_counts(
+    scores: np.ndarray, same: np.ndarray, thresholds: np.ndarray, greater_is_same: bool
+) -> np.ndarray:
+    """Number of correct decisions at every threshold, from sorted scores instead of a T x N matrix."""
+    pos, neg = np.sort(scores[same]), np.sort(scores[~same])
+    if greater_is_same:  # same iff score > t
+        pos_right = pos.size - np.searchsorted(pos, thresholds, side="right")
+        neg_right = np.searchsorted(neg, thresholds, side="right")
+    else:  # same iff score < t
+        pos_right = np.searchsorted(pos, thresholds, side="left")
+        neg_right = neg.size - np.searchsorted(neg, thresholds, side="left")
+    return pos_right + neg_right
+
+
+def _first_best(counts: np.ndarray, thresholds: np.ndarray) -> float:
+    """insightface's rule: the lowest threshold with the most correct decisions."""
+    return float(thresholds[np.argmax(counts)])
+
+
+def _mean_of_best(counts: np.ndarray, thresholds: np.ndarray) -> float:
+    """SphereFace/CosFace's rule: the mean of every threshold with the most correct decisions."""
+    return float(np.mean(thresholds[counts == counts.max()]))
+
+
+def _fold_accuracy(scores: np.ndarray, same: np.ndarray, threshold: float, greater_is_same: bool) -> float:
+    """Share of pairs decided right; the one decision rule for evaluation and for recomputation."""
+    predicted = scores > threshold if greater_is_same else scores < threshold
+    return int(np.count_nonzero(predicted == same)) / same.size
+
+
+_ScoreFn = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+_ThresholdRule = Callable[[np.ndarray, np.ndarray], float]
+# protocol -> (score of every pair given the training mask, threshold rule, threshold grid, greater_is_same)
+_PROTOCOL_RULES: dict[str, tuple[_ScoreFn, _ThresholdRule, np.ndarray, bool]] = {
+    "insightface": (_insightface_scores, _first_best, _INSIGHTFACE_THRESHOLDS, False),
+    "authors": (_authors_scores, _mean_of_best, _AUTHORS_THRESHOLDS, True),
+}
+
+
+def _tar_at_far(scores: np.ndarray, same: np.ndarray, far: float) -> float:
+    """True accept rate at the most permissive threshold whose false accepts stay <= far * negatives.
+
+    Accept iff score > threshold (greater = same). With ``k = floor(far * n_negatives)`` false accepts
+    allowed, the threshold is the (k+1)-th highest negative score; with ``k = 0`` nothing negative
+    may pass. The small epsilon keeps e.g. 1e-3 * 3000 from flooring to 2 by rounding.
+    """
+    negatives = np.sort(scores[~same])[::-1]
+    allowed = int(np.floor(far * negatives.size + 1e-9))
+    if allowed >= negatives.size:
+        return 1.0
+    return float(np.mean(scores[same] > negatives[allowed]))
+
+
+def _roc(scores: np.ndarray, same: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """ROC (one point per distinct score, from (0, 0)) and its trapezoidal area; greater = same."""
+    order = np.argsort(-scores, kind="stable")
+    sorted_scores, sorted_same = scores[order], same[order]
+    last_of_each = np.r_[np.flatnonzero(np.diff(sorted_scores)), sorted_scores.size - 1]
+    true_accepts = np.cumsum(sorted_same)[last_of_each]
+    false_accepts = last_of_each + 1 - true_accepts
+    tpr = np.r_[0.0, true_accepts / same.sum()]
+    fpr = np.r_[0.0, false_accepts / (~same).sum()]
+    auc = float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2))
+    return fpr, tpr, auc

