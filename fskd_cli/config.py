@@ -27,6 +27,7 @@ class DataConfig:
     flip: bool = False  # one horizontal flip shared by the HR/LR pair (faces; not digits)
     workers: int = 0
     cache: bool = True  # decode every image once into memory (small sets); false streams from disk
+    degrade: str = "disk"  # disk: read the prepared LR copies; device: degrade each HR batch on the device
 
 
 @dataclass
@@ -63,6 +64,7 @@ class DistillConfig:
     weight: float = 5.0  # lambda, paper Section 4.3
     teacher: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    teacher_method: str | None = None  # an auxiliary loss for the teacher run itself (e.g. qualnet-decoder)
 
 
 @dataclass
@@ -199,5 +201,7 @@ def _validate(cfg: RunConfig, source: str) -> None:
         raise FskdError(f"{source}: train.milestones must be increasing and within the run ({total})")
     if cfg.distill.scale not in SCALE_CHOICES:
         raise FskdError(f"{source}: distill.scale must be one of {', '.join(SCALE_CHOICES)}, got {cfg.distill.scale!r}")
+    if cfg.data.degrade not in ("disk", "device"):
+        raise FskdError(f"{source}: data.degrade must be disk or device, got {cfg.data.degrade!r}")
     if t.amp not in ("auto", "off", "bf16", "fp16"):
         raise FskdError(f"{source}: train.amp must be auto, off, bf16 or fp16")

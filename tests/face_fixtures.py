@@ -64,3 +64,15 @@ def write_insightface_rec(folder: Path, labelled: list[tuple[int, bytes]]) -> tu
     rec, idx = folder / "train.rec", folder / "train.idx"
     write_recordio(rec, idx, records)
     return rec, idx
+
+
+def make_tinyface(root: Path) -> Path:
+    """A TinyFace-shaped ``Testing_Set`` of tiny JPEGs: 3 probes, 3 gallery mates, 2 distractors."""
+    test = root / "tinyface" / "Testing_Set"
+    files = {"Probe": ["1_1.jpg", "2_1.jpg", "10_3.jpg"], "Gallery_Match": ["1_2.jpg", "2_5.jpg", "10_1.jpg"],
+             "Gallery_Distractor": ["a.jpg", "b_9.jpg"]}
+    for i, (folder, names) in enumerate(files.items()):
+        (test / folder).mkdir(parents=True)
+        for j, name in enumerate(names):
+            (test / folder / name).write_bytes(encode(pattern(i * 10 + j, (20 + j, 16 + i)), "JPEG"))
+    return root / "tinyface"

@@ -61,7 +61,7 @@ def test_missing_and_invalid_recipe(tmp_path):
 def test_shipped_recipes_resolve():
     from pathlib import Path
 
-    recipes = sorted((Path(__file__).resolve().parents[1] / "recipes").glob("*.yaml"))
+    recipes = sorted((Path(__file__).resolve().parents[1] / "recipes").rglob("*.yaml"))
     assert recipes
     for r in recipes:
         resolve(r)

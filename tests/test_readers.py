@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from face_fixtures import decode, encode, pattern, shared, with_magic_inside, write_insightface_rec
+from face_fixtures import decode, encode, make_tinyface, pattern, shared, with_magic_inside, write_insightface_rec
 
 from fskd_cli.data.readers import READERS, UnreadableImage
 from fskd_cli.data.readers.binpairs import load_bin, read_bin
@@ -175,17 +175,6 @@ def test_a_bin_element_that_is_not_bytes_is_one_bad_item(tmp_path):
 
 
 # --- TinyFace -----------------------------------------------------------------------------------
-
-def make_tinyface(root: Path) -> Path:
-    test = root / "tinyface" / "Testing_Set"
-    files = {"Probe": ["1_1.jpg", "2_1.jpg", "10_3.jpg"], "Gallery_Match": ["1_2.jpg", "2_5.jpg", "10_1.jpg"],
-             "Gallery_Distractor": ["a.jpg", "b_9.jpg"]}
-    for i, (folder, names) in enumerate(files.items()):
-        (test / folder).mkdir(parents=True)
-        for j, name in enumerate(names):
-            (test / folder / name).write_bytes(encode(pattern(i * 10 + j, (20 + j, 16 + i)), "JPEG"))
-    return root / "tinyface"
-
 
 def test_tinyface_roles_and_identities(tmp_path):
     source = read_tinyface(make_tinyface(tmp_path), "tinyface")

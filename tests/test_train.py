@@ -102,3 +102,23 @@ def test_nan_loss_stops_and_keeps_the_last_checkpoint(tmp_path, tiny_recipe):
     ck = load_checkpoint(tmp_path / "nan" / "checkpoint.pt")
     assert ck["step"] == 4
     assert all(torch.isfinite(v).all() for v in ck["model"].values() if v.is_floating_point())
+
+
+def test_device_degradation_matches_the_files_on_disk(tiny_digits):
+    from fskd_cli.data.dataset import PairDataset, to_input
+    from fskd_cli.data.degrade import degrade_batch
+
+    keys = [(i, i % 2 == 0, s) for i, s in zip(range(12), [1, 2, 4, 8] * 3)]
+    hr, lr_disk, _, scale = PairDataset(tiny_digits, "train", (1, 2, 4, 8), cache=False).__getitems__(keys)
+    hr2, lr_none, _, _ = PairDataset(tiny_digits, "train", (1, 2, 4, 8), cache=False, read_lr=False).__getitems__(keys)
+    assert torch.equal(hr, hr2) and torch.equal(lr_none, hr2)
+    on_device = degrade_batch(to_input(hr, torch.device("cpu")), scale)
+    # the files on disk are the same images rounded to uint8: at most half a grey level apart
+    assert (on_device - to_input(lr_disk, torch.device("cpu"))).abs().max() <= 0.5 / 127.5 + 1e-6
+
+
+def test_device_degradation_trains(tmp_path, tiny_recipe, teacher):
+    cfg = resolve(tiny_recipe, {"distill.teacher": str(teacher), "data.degrade": "device", "distill.scale": "multi",
+                                "train.epochs": 1, "train.milestones": [1]})
+    ck = torch.load(train(cfg, tmp_path / "dev", kind="student"), weights_only=True)
+    assert ck["config"]["data"]["degrade"] == "device" and ck["scale"] == "multi"

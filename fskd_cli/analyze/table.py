@@ -1,64 +1,214 @@
-"""``fskd analyze table``: results.csv laid out like the paper's tables, methods x scales.
+"""``fskd analyze table``: results.csv laid out like the paper's Tables 1-5, methods x scales.
 
-Several runs of one method at one scale (seeds) become ``mean ± std`` with the run count, so a table
-never hides the spread that decides whether a difference means anything.
+One table per comparison, as the paper splits them: dataset and metric, the training setting
+(``single``-resolution, Tables 1, 4, 5; ``multi``-resolution, Tables 2, 3) and the network family
+(``plain`` iResNet teacher, ``dec`` teacher with QualNet's decoder, ``cbam``). The setting and family of
+a run are read from the ``config.yaml`` beside its checkpoint (and its teacher's); a run whose config
+cannot be found counts as ``single``/``plain``. The HR teacher's row is shown in every table of its family.
+
+Several runs of one method at one scale (seeds) become ``mean ± std (n=...)``, so a table never hides
+the spread that decides whether a difference means anything. A run evaluated twice counts once, with
+its latest value. Multi-resolution tables get the paper's ``Average`` column (the mean over 1x-8x of
+each run). With ``paper=True`` each scale gets a second column with the paper's number
+(:mod:`fskd_cli.analyze.paper`), and the paper's rows that we have no run for are listed too.
 """
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
+import yaml
 
 from ..errors import FskdError
 from ..evaluate.results import RESULT_FIELDS
 from ..io import write_csv, write_text
+from .paper import TABLES, VARIANT_NAMES, paper_rows
 
 METHOD_ORDER = ["teacher", "base", "fitnet", "norm-kd", "rkd", "a-skd", "qualnet-lm", "f-skd"]
+SCALE_ORDER = ["1", "2", "4", "8", "multi", "avg"]
+SCALE_NAMES = {"avg": "Average"}
+PERCENT_METRICS = ("accuracy", "accuracy_std", "rank1", "rank5", "rank10", "rank20", "mAP", "auc",
+                   "tar@far=1e-3", "tar@far=1e-4")
+CSV_FIELDS = ["dataset", "metric", "setting", "variant", "method", "scale", "mean", "std", "runs", "paper"]
 
 
-def results_table(results: Path, out: Path, *, metric: str | None = None, dataset: str | None = None) -> str:
-    """Write ``out``.csv and ``out``.md; return the Markdown."""
-    if not results.exists():
-        raise FskdError(f"{results}: not found; run `fskd eval` first")
-    df = pd.read_csv(results, dtype={"scale": str})
-    missing = set(RESULT_FIELDS) - set(df.columns)
-    if missing:
-        raise FskdError(f"{results}: missing columns {sorted(missing)}")
+def results_table(results: Path, out: Path, *, metric: str | None = None, dataset: str | None = None,
+                  paper: bool = False, runs: list[str] | None = None) -> str:
+    """Write ``out``.csv and ``out``.md; return the Markdown.
+
+    ``runs`` keeps only the rows whose run name or checkpoint path (or its folder) is listed.
+    """
+    df = _read(results)
+    if runs is not None:
+        wanted = _wanted(runs)
+        df = df[[_run_matches(r, c, wanted, results.parent) for r, c in zip(df.run, df.ckpt)]]
     if dataset:
         df = df[df.dataset == dataset]
     if metric:
         df = df[df.metric == metric]
     if df.empty:
-        raise FskdError(f"{results}: no rows for dataset={dataset or 'any'} metric={metric or 'any'}")
-    # the latest value of each (run, dataset, scale, metric): re-evaluating a run does not count it twice
-    df = df.sort_values("timestamp").groupby(["run", "method", "dataset", "scale", "metric"], as_index=False).last()
-    g = df.groupby(["dataset", "metric", "method", "scale"])["value"]
-    stats = g.agg(["mean", "std", "count"]).reset_index()
-    stats["cell"] = stats.apply(_cell, axis=1)
-    order = {m: i for i, m in enumerate(METHOD_ORDER)}
-    scales = sorted(stats.scale.unique(), key=lambda s: (s == "multi", float(s) if s != "multi" else 0))
-    tables = []
-    csv_rows = []
-    for (ds, met), part in stats.groupby(["dataset", "metric"]):
-        pivot = part.pivot(index="method", columns="scale", values="cell").reindex(columns=[s for s in scales if s in set(part.scale)])
-        pivot = pivot.loc[sorted(pivot.index, key=lambda m: (order.get(m, len(order)), m))].fillna("-")
-        header = "| method | " + " | ".join(f"{s}x" for s in pivot.columns) + " |"
-        lines = [f"### {ds}: {met} (mean ± std over runs, n)", "", header, "|" + "---|" * (len(pivot.columns) + 1)]
-        lines += [f"| {m} | " + " | ".join(pivot.loc[m]) + " |" for m in pivot.index]
-        tables.append("\n".join(lines))
-        for _, r in part.iterrows():
-            csv_rows.append({"dataset": ds, "metric": met, "method": r.method, "scale": r.scale, "mean": f"{r['mean']:.6f}",
-                             "std": "" if pd.isna(r["std"]) else f"{r['std']:.6f}", "runs": int(r["count"])})
+        raise FskdError(f"{results}: no rows for dataset={dataset or 'any'} metric={metric or 'any'}"
+                        + (f" runs={','.join(runs)}" if runs is not None else ""))
+    # the latest value of each (checkpoint, dataset, scale, metric): re-evaluating a run does not count it twice,
+    # while two seeds of one method (runs/s0/f-skd, runs/s1/f-skd) stay two runs
+    df = df.sort_values("timestamp").groupby(["ckpt", "dataset", "scale", "metric"], as_index=False).last()
+    where = results.parent
+    info = pd.DataFrame([_run_info(c, str(where)) for c in df.ckpt], index=df.index)
+    df = pd.concat([df, info], axis=1)
+    df.loc[df.kind == "teacher", "method"] = "teacher"
+
+    tables, csv_rows = [], []
+    for (ds, met), part in df.groupby(["dataset", "metric"], sort=True):
+        teachers = part[part.method == "teacher"]
+        students = part[part.method != "teacher"]
+        groups = {(s, v) for s, v in zip(students.setting, students.variant)}
+        groups |= {("single", v) for v in teachers.variant if v not in {g[1] for g in groups}}
+        for setting, variant in sorted(groups):
+            rows = pd.concat([students[(students.setting == setting) & (students.variant == variant)],
+                              teachers[teachers.variant == variant]])
+            md, cells = _section(ds, met, setting, variant, rows, paper)
+            tables.append(md)
+            csv_rows += cells
     md = "\n\n".join(tables) + "\n"
     out.parent.mkdir(parents=True, exist_ok=True)
     write_text(out.with_suffix(".md"), md)
-    write_csv(out.with_suffix(".csv"), csv_rows, ["dataset", "metric", "method", "scale", "mean", "std", "runs"])
+    write_csv(out.with_suffix(".csv"), csv_rows, CSV_FIELDS)
     return md
 
 
-def _cell(r: pd.Series) -> str:
-    pct = r["metric"] in ("accuracy",) or r["mean"] <= 1.0
+def _read(results: Path) -> pd.DataFrame:
+    if not results.exists():
+        raise FskdError(f"{results}: not found; run `fskd eval` first")
+    try:
+        df = pd.read_csv(results, dtype={"scale": str, "run": str, "ckpt": str, "method": str})
+    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as e:
+        raise FskdError(f"{results}: not a results CSV ({str(e).splitlines()[0]})") from None
+    missing = set(RESULT_FIELDS) - set(df.columns)
+    if missing:
+        raise FskdError(f"{results}: missing columns {sorted(missing)}")
+    df["value"] = pd.to_numeric(df["value"], errors="coerce")
+    return df.dropna(subset=["value"])
+
+
+def _wanted(runs: list[str]) -> set[str]:
+    """Run names and run folders (as given and resolved; a checkpoint file stands for its folder)."""
+    out = set()
+    for r in runs:
+        p = Path(str(r).rstrip("/"))
+        folder = p.parent if p.suffix == ".pt" else p
+        out |= {str(r).rstrip("/"), str(folder), str(folder.resolve())}
+    return out
+
+
+def _run_matches(run: str, ckpt: str, wanted: set[str], where: Path) -> bool:
+    if run in wanted:
+        return True
+    for base in (Path(ckpt), where / ckpt):
+        folder = base.parent if base.suffix == ".pt" else base
+        if str(folder) in wanted or str(folder.resolve()) in wanted:
+            return True
+    return False
+
+
+def base_dataset(dataset: str) -> str:
+    """``agedb[authors]`` -> ``agedb``: the benchmark, without the protocol variant."""
+    return dataset.split("[", 1)[0]
+
+
+@lru_cache(maxsize=None)
+def _config(path: str) -> dict[str, Any] | None:
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _find_config(ckpt: str, where: str) -> dict[str, Any] | None:
+    """The ``config.yaml`` beside a checkpoint path, as given or relative to the results file's folder."""
+    for base in (Path(ckpt), Path(where) / ckpt):
+        folder = base if base.suffix != ".pt" else base.parent
+        cfg = _config(str(folder / "config.yaml"))
+        if cfg is not None:
+            return cfg
+    return None
+
+
+def _run_info(ckpt: str, where: str) -> dict[str, str]:
+    """``kind``, training ``setting`` (single/multi) and network ``variant`` (plain/dec/cbam) of a run."""
+    cfg = _find_config(ckpt, where)
+    if cfg is None:
+        return {"kind": "", "setting": "single", "variant": "plain"}
+    distill, model = cfg.get("distill") or {}, cfg.get("model") or {}
+    kind = cfg.get("kind", "")
+    setting = "multi" if kind == "student" and str(distill.get("scale")) == "multi" else "single"
+    if (model.get("kwargs") or {}).get("cbam"):
+        variant = "cbam"
+    elif kind == "teacher":
+        variant = "dec" if distill.get("teacher_method") else "plain"
+    elif distill.get("method") == "qualnet-lm":
+        variant = "dec"
+    else:  # a student: the family of its teacher
+        teacher = _find_config(str(distill.get("teacher") or ""), where) if distill.get("teacher") else None
+        variant = "dec" if teacher and (teacher.get("distill") or {}).get("teacher_method") else "plain"
+    return {"kind": kind, "setting": setting, "variant": variant}
+
+
+def _scale_key(s: str) -> tuple[int, str]:
+    return (SCALE_ORDER.index(s) if s in SCALE_ORDER else len(SCALE_ORDER), s)
+
+
+def _section(ds: str, met: str, setting: str, variant: str, rows: pd.DataFrame, paper: bool
+             ) -> tuple[str, list[dict[str, Any]]]:
+    """One paper-style table: a row per method, a column (pair, with ``paper``) per scale."""
+    runs = rows.copy()
+    if setting == "multi":  # the paper's Average column: each run's mean over the four resolutions
+        per_run = runs[runs.method != "teacher"].groupby(["ckpt", "method"])
+        avg = [{"ckpt": c, "method": m, "scale": "avg", "value": g.value.mean()}
+               for (c, m), g in per_run if set(g.scale) >= {"1", "2", "4", "8"}]
+        runs = pd.concat([runs, pd.DataFrame(avg)], ignore_index=True) if avg else runs
+    stats = runs.groupby(["method", "scale"])["value"].agg(["mean", "std", "count"])
+    theirs = paper_rows(base_dataset(ds), met, setting, variant) if paper else {}
+    paper = bool(theirs)  # a dataset or metric the paper does not report gets no empty columns
+    methods = sorted(set(stats.index.get_level_values(0)) | {m for m, _ in theirs},
+                     key=lambda m: (METHOD_ORDER.index(m) if m in METHOD_ORDER else len(METHOD_ORDER), m))
+    scales = sorted(set(stats.index.get_level_values(1)) | {s for _, s in theirs}, key=_scale_key)
+    pct = met in PERCENT_METRICS or (runs.value <= 1.0).all()
+
+    table_ref = TABLES.get((base_dataset(ds), setting, variant)) if paper else None
+    title = f"### {ds}: {met}, {setting}-resolution training, {VARIANT_NAMES.get(variant, variant)}"
+    lines = [title + (f" (paper Table {table_ref})" if table_ref and theirs else ""), "",
+             "mean ± std over runs (n = runs)" + (", in %" if pct else "")
+             + ("; `paper`: the paper's number, as printed (%)" if paper else ""), ""]
+    header = ["method"]
+    for s in scales:
+        name = SCALE_NAMES.get(s, f"{s}x")
+        header += [name, f"{name} paper"] if paper else [name]
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    cells = []
+    for m in methods:
+        line = [m]
+        for s in scales:
+            ours = stats.loc[(m, s)] if (m, s) in stats.index else None
+            line.append(_cell(ours, pct) if ours is not None else "-")
+            if paper:
+                p = theirs.get((m, s))
+                line.append("-" if p is None else f"{p:.2f}")
+            if ours is not None or (paper and (m, s) in theirs):
+                cells.append({"dataset": ds, "metric": met, "setting": setting, "variant": variant, "method": m,
+                              "scale": s,
+                              "mean": "" if ours is None else f"{ours['mean']:.6f}",
+                              "std": "" if ours is None or pd.isna(ours["std"]) else f"{ours['std']:.6f}",
+                              "runs": 0 if ours is None else int(ours["count"]),
+                              "paper": "" if (m, s) not in theirs else f"{theirs[(m, s)]:.2f}"})
+        lines.append("| " + " | ".join(line) + " |")
+    return "\n".join(lines), cells
+
+
+def _cell(r: pd.Series, pct: bool) -> str:
     f = 100.0 if pct else 1.0
     if r["count"] > 1:
         return f"{r['mean'] * f:.2f} ± {r['std'] * f:.2f} (n={int(r['count'])})"

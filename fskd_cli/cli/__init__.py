@@ -12,6 +12,7 @@ from ..errors import FskdError
 from .analyze import analyze_app
 from .evaluate import eval_command
 from .prepare import prepare_app
+from .report import report_command
 from .train import distill_command, train_teacher_command
 
 app = typer.Typer(
@@ -28,6 +29,7 @@ app.command("train-teacher")(train_teacher_command)
 app.command("distill")(distill_command)
 app.command("eval")(eval_command)
 app.add_typer(analyze_app, name="analyze")
+app.command("report")(report_command)
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""``fskd analyze norms|correlation|table``: the paper's statistics, figures and tables."""
+"""``fskd analyze norms|correlation|attention|table``: the paper's statistics, figures and tables."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-analyze_app = typer.Typer(help="Feature statistics, figures and tables (paper Section 3.3, Figures 4-5, Tables 1-5).",
+analyze_app = typer.Typer(help="Feature statistics, figures and tables (paper Section 3.3, Figures 3-5, Tables 1-5).",
                           no_args_is_help=True)
 console = Console(stderr=True)
 
@@ -73,17 +73,41 @@ def correlation(teacher: Teacher, ckpt: Students, data: Data = "data/digits", sc
     console.print(f"[green]{res['figure']}[/], {res['csv']}")
 
 
+@analyze_app.command("attention")
+def attention(teacher: Teacher, ckpt: Students, data: Data = "data/agedb", scale: Scale = 4,
+              out: Out = Path("reports/attention"),
+              split: Annotated[str, typer.Option(help="Manifest split to draw faces from; 'all' for every usable image.")] = "all",
+              images: Annotated[int, typer.Option(help="Random faces to show (one row each).")] = 4,
+              image: Annotated[list[str] | None, typer.Option(help="A face to show, by its manifest path; repeat for several "
+                                                                    "(overrides --images).")] = None,
+              seed: Seed = 0,
+              block: Annotated[int, typer.Option(help="Block whose features are shown (paper Figure 3: 1).", min=1)] = 1,
+              device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu") -> None:
+    """Self-attention maps (channel mean of block 1, normalised to [0, 1]) over the faces, HR teacher and
+    LR students side by side (paper Figure 3).
+
+    Example: fskd analyze attention --teacher runs/t/checkpoint.pt --ckpt runs/s-base --ckpt runs/s-fitnet --ckpt runs/s-fskd --data data/agedb --scale 4
+    """
+    from ..analyze.attention import analyze_attention
+
+    _check_scale(scale)
+    res = analyze_attention(teacher, ckpt, data, scale, out, split=None if split == "all" else split, n_images=images,
+                            seed=seed, images=image, block=block, device=device)
+    console.print(f"[green]{res['figure']}[/], {res['csv']} ({len(res['images'])} faces)")
+
+
 @analyze_app.command("table")
 def table(results: Annotated[Path, typer.Option(help="results.csv written by `fskd eval`.")] = Path("results.csv"),
           out: Annotated[Path, typer.Option(help="Output path without suffix; .md and .csv are written.")] = Path("reports/table"),
           metric: Annotated[str | None, typer.Option(help="Only this metric (e.g. accuracy).")] = None,
-          dataset: Annotated[str | None, typer.Option(help="Only this dataset.")] = None) -> None:
+          dataset: Annotated[str | None, typer.Option(help="Only this dataset.")] = None,
+          paper: Annotated[bool, typer.Option("--paper", help="Put the paper's own numbers (Tables 1-5) beside ours.")] = False) -> None:
     """results.csv as paper-style tables, methods x scales, mean ± std over runs (like Tables 1-5).
 
-    Example: fskd analyze table --results results.csv --out reports/table
+    Example: fskd analyze table --results results.csv --out reports/table --paper
     """
     from ..analyze.table import results_table
 
-    md = results_table(results, out, metric=metric, dataset=dataset)
+    md = results_table(results, out, metric=metric, dataset=dataset, paper=paper)
     typer.echo(md)
     console.print(f"[green]{out.with_suffix('.md')}[/], {out.with_suffix('.csv')}")

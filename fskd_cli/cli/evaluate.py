@@ -1,5 +1,5 @@
-"""``fskd eval PROTOCOL``: evaluate a checkpoint at one scale; write runs/NAME/eval/*.json and append
-to results.csv."""
+"""``fskd eval BENCHMARK``: evaluate a checkpoint at one scale; write runs/NAME/eval/*.json (+ a ROC or
+CMC PNG) and append one row per metric to results.csv. The logic is in :mod:`fskd_cli.evaluate.stage`."""
 
 from __future__ import annotations
 
@@ -20,39 +20,62 @@ class EvalScale(str, Enum):
     x8 = "8"
 
 
-class Protocol(str, Enum):
+class Benchmark(str, Enum):
     digits = "digits"
     svhn = "svhn"
+    verification = "verification"
+    agedb = "agedb"
+    lfw = "lfw"
+    cfp_fp = "cfp-fp"
+    identification = "identification"
+    tinyface = "tinyface"
 
 
-def eval_command(protocol: Annotated[Protocol, typer.Argument(help="What to evaluate on.")],
-                 ckpt: Annotated[Path, typer.Option(help="Checkpoint (a run's checkpoint.pt or its folder).")],
-                 scale: Annotated[EvalScale, typer.Option(help="Resolution of the test images: 1 (HR), 2, 4 or 8.")] = EvalScale.x1,
-                 data: Annotated[str | None, typer.Option(help="Prepared dataset folder (default: data/<protocol>).")] = None,
-                 split: Annotated[str, typer.Option(help="Manifest split to evaluate on.")] = "test",
-                 results: Annotated[Path, typer.Option(help="CSV that every eval appends one row per figure to.")] = Path("results.csv"),
-                 device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
-                 batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 256) -> None:
-    """Accuracy of a checkpoint on LR (or HR) test images.
+class VerificationProtocol(str, Enum):
+    insightface = "insightface"
+    authors = "authors"
 
-    Example: fskd eval digits --ckpt runs/digits-demo-f-skd-x4-s0 --scale 4
+
+def eval_command(
+    benchmark: Annotated[Benchmark, typer.Argument(
+        metavar="BENCHMARK",
+        help="digits | svhn (classification); verification (any set with pairs.csv), agedb, lfw, cfp-fp (1:1); "
+             "identification (any set with probe/gallery/distractor roles), tinyface (1:N).")],
+    ckpt: Annotated[Path, typer.Option(help="Checkpoint (a run's checkpoint.pt or its folder).")],
+    scale: Annotated[EvalScale, typer.Option(help="Resolution of the test images: 1 (HR, or TinyFace's native), 2, 4 or 8.")] = EvalScale.x1,
+    data: Annotated[str | None, typer.Option(help="Prepared dataset folder (default: data/<benchmark>; "
+                                                  "required for verification/identification).")] = None,
+    protocol: Annotated[VerificationProtocol | None, typer.Option(
+        help="Verification protocol: insightface (arcface_torch: image + mirror summed, L2 distance, first best "
+             "threshold; the default) or authors (SphereFace/CosFace code: concatenation, cosine after mean "
+             "subtraction, mean of best thresholds).")] = None,
+    cross_resolution: Annotated[bool, typer.Option(
+        "--cross-resolution", help="Verification: left image HR, right image LR at --scale. Identification: "
+                                   "gallery HR, probes LR. (Default: both at --scale, the paper's protocol.)")] = False,
+    save_scores: Annotated[Path | None, typer.Option(
+        help="Verification: write left,right,same,fold,score per pair to this CSV.")] = None,
+    roc: Annotated[Path | None, typer.Option(help="Verification: ROC PNG (default: beside the eval JSON).")] = None,
+    cmc: Annotated[Path | None, typer.Option(help="Identification: CMC PNG (default: beside the eval JSON).")] = None,
+    flip: Annotated[bool, typer.Option(help="Identification: add the mirror image's embedding to each feature.")] = True,
+    split: Annotated[str, typer.Option(help="Classification: manifest split to evaluate on.")] = "test",
+    results: Annotated[Path, typer.Option(help="CSV that every eval appends one row per figure to.")] = Path("results.csv"),
+    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    batch_size: Annotated[int, typer.Option(help="Images per forward pass (verification/identification add "
+                                                 "their mirrors to it).", min=1)] = 128,
+) -> None:
+    """Evaluate a checkpoint on LR (or HR) test images: accuracy, 1:1 verification or 1:N identification.
+
+    Example: fskd eval agedb --ckpt runs/casia-f-skd-x4 --scale 4 --protocol authors --save-scores runs/casia-f-skd-x4/eval/agedb_scores.csv
     """
-    from ..data.manifest import read_meta
-    from ..errors import FskdError
-    from ..evaluate.classification import classification_accuracy
-    from ..evaluate.results import record
-    from ..train.checkpoint import load_checkpoint
+    from ..evaluate.stage import evaluate_benchmark
 
-    ck = load_checkpoint(ckpt)
-    data = data or f"data/{protocol.value}"
-    meta = read_meta(data)
-    if meta["task"] != "classification":
-        raise FskdError(f"{data}: a {meta['task']} set, but `eval {protocol.value}` needs a classification set")
-    if meta.get("num_classes") and meta["num_classes"] > ck["num_classes"]:
-        raise FskdError(f"{ck['path']}: a {ck['num_classes']}-class model cannot classify {data} ({meta['num_classes']} classes)")
-    metrics, details = classification_accuracy(ck, data, int(scale.value), split, device, batch_size)
-    run_dir = Path(ck["path"]).parent
-    payload = record(results, run_dir / "eval" / f"{protocol.value}_x{scale.value}.json", ck, protocol.value, scale.value,
-                     metrics, {"data": str(data), **details})
-    console.print(f"[green]{payload['run']}[/] {protocol.value} x{scale.value}: "
+    payload = evaluate_benchmark(
+        benchmark.value, ckpt, scale=int(scale.value), data=data, results=results,
+        protocol=protocol.value if protocol else None, cross_resolution=cross_resolution, scores_csv=save_scores,
+        roc_png=roc, cmc_png=cmc, flip=flip, split=split, device=device, batch_size=batch_size)
+    metrics = payload["metrics"]
+    console.print(f"[green]{payload['run']}[/] {payload['dataset']} x{payload['scale']}: "
                   + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+    console.print(f"{payload['json']}" + "".join(f", {payload[k]}" for k in ("roc_png", "cmc_png", "scores_csv")
+                                                 if payload.get(k)))
+

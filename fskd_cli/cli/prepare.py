@@ -54,7 +54,7 @@ def svhn(src: Annotated[Path, typer.Argument(help="Folder with train_32x32.mat /
 
 
 # Face sets: one thin command per source format, all calling prepare_faces.
-Workers = Annotated[int, typer.Option(help="Threads that decode source images and write PNGs.")]
+Workers = Annotated[int, typer.Option(help="Worker threads; each reads, detects and writes one batch at a time.")]
 BatchSize = Annotated[int, typer.Option(help="Photos per batch (one MTCNN call per batch and image size).")]
 MinFace = Annotated[int, typer.Option(help="Smallest face MTCNN looks for, in pixels.")]
 PairList = Annotated[Path | None, typer.Option(help="Pair list: CSV left,right,same of paths relative to SRC.")]
@@ -152,3 +152,19 @@ def tinyface(src: Annotated[Path, typer.Argument(help="TinyFace folder holding T
     Example: fskd prepare tinyface ~/datasets/tinyface --out data/tinyface
     """
     _faces("tinyface", src, out, limit=limit, workers=workers, batch_size=batch_size)
+
+
+@prepare_app.command("holdout")
+def holdout(root: Annotated[Path, typer.Argument(help="A prepared training set (e.g. from `fskd prepare folder`).")],
+            identities: Annotated[int, typer.Option(help="Identities to hold out for testing.")] = 10,
+            pairs: Annotated[int, typer.Option(help="Verification pairs among them (10 folds, half same).")] = 300,
+            seed: Annotated[int, typer.Option(help="Seed of the identity and pair choice.")] = 0) -> None:
+    """Hold out identities of a prepared set as a test split with a 10-fold pairs.csv (1:1 on unseen people).
+
+    Example: fskd prepare holdout data/orl --identities 10 --pairs 300
+    """
+    from ..data.holdout import hold_out
+
+    meta = hold_out(root, identities, pairs, seed=seed)
+    console.print(f"[green]{root}[/]: {meta['num_classes']} training identities, "
+                  f"{meta['holdout']['identities']} held out, {meta['counts']['pairs']} pairs, splits {meta['counts']['splits']}")

@@ -46,7 +46,10 @@ def _resolve(recipe: Path, overrides: dict[str, Any]):
     return resolve(recipe, overrides)
 
 
-def train_teacher_command(recipe: Recipe, data: Data = None, out: Out = None, seed: Seed = None, epochs: Epochs = None,
+def train_teacher_command(recipe: Recipe,
+                          method: Annotated[str | None, typer.Option(help="An auxiliary loss trained with the teacher "
+                                                                          "(e.g. qualnet-decoder); none by default.")] = None,
+                          data: Data = None, out: Out = None, seed: Seed = None, epochs: Epochs = None,
                           steps: Steps = None, batch_size: Batch = None, lr: Lr = None, device: Device = None,
                           workers: Workers = None, resume: Resume = False, stop_after: StopAfter = None) -> None:
     """Train a teacher on the HR images (no distillation).
@@ -55,7 +58,8 @@ def train_teacher_command(recipe: Recipe, data: Data = None, out: Out = None, se
     """
     from ..train.loop import train
 
-    cfg = _resolve(recipe, _overrides(data, seed, epochs, steps, batch_size, lr, device, workers))
+    cfg = _resolve(recipe, {**_overrides(data, seed, epochs, steps, batch_size, lr, device, workers),
+                            "distill.teacher_method": method})
     out = out or Path("runs") / f"{cfg.name}-teacher-s{cfg.seed}"
     ckpt = train(cfg, out, kind="teacher", resume=resume, stop_after=stop_after)
     console.print(f"[green]teacher checkpoint:[/] {ckpt}")

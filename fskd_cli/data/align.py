@@ -22,6 +22,8 @@ ARCFACE_TEMPLATE = np.array(
     dtype=np.float64,
 )
 CENTRE_WEIGHT = 2.0
+# Black margin added around each photo before detection, as a share of its longer side (see FaceAligner).
+DETECT_MARGIN = 0.1
 FACE_RULE = (f"the face with the largest score = box area - {CENTRE_WEIGHT:g} x squared distance (px^2) "
              "from the box centre to the image centre: the largest face, preferring central ones")
 
@@ -101,6 +103,10 @@ class FaceAligner:
     """MTCNN (facenet-pytorch, weights shipped in its wheel) on batches of photos, then :func:`align_face`.
 
     Photos of the same size are detected in one batch; others in batches of their own size.
+    Each photo gets a black margin (:data:`DETECT_MARGIN`) first: facenet-pytorch crops a candidate
+    box that crosses the photo's edge to the photo and stretches that crop to the network's input,
+    instead of padding it as the original MTCNN does, which skews the landmarks of faces that fill
+    the frame (ORL: mean re-detection error about 5.5 px without the margin, 2.8 px with it).
     """
 
     def __init__(self, *, min_face_size: int = 20, thresholds: Sequence[float] = (0.6, 0.7, 0.7),
@@ -116,6 +122,7 @@ class FaceAligner:
     def describe(self) -> dict[str, Any]:
         """What meta.yaml records about the alignment."""
         return {"detector": "MTCNN (facenet-pytorch)", "min_face_size": self.min_face_size,
+                "detect_margin": DETECT_MARGIN,
                 "thresholds": list(self.thresholds), "template": "ArcFace/insightface five points",
                 "size": self.size, "transform": "similarity, least squares (Umeyama)", "face_choice": FACE_RULE}
 
@@ -127,12 +134,14 @@ class FaceAligner:
             if min(image.shape[:2]) >= self.min_face_size:
                 by_shape.setdefault(image.shape, []).append(i)
         for shape, indices in by_shape.items():
-            boxes, probs, points = self.mtcnn.detect(np.stack([images[i] for i in indices]), landmarks=True)
+            m = round(DETECT_MARGIN * max(shape[:2]))
+            batch = np.pad(np.stack([images[i] for i in indices]), ((0, 0), (m, m), (m, m), (0, 0)))
+            boxes, probs, points = self.mtcnn.detect(batch, landmarks=True)
             for i, b, p, pts in zip(indices, boxes, probs, points):
-                if b is not None:
-                    k = select_face(np.asarray(b, dtype=np.float64), shape)
-                    faces[i] = Face(np.asarray(b, dtype=np.float64)[k], np.asarray(pts, dtype=np.float64)[k],
-                                    float(np.asarray(p, dtype=np.float64)[k]))
+                if b is not None:  # facenet-pytorch gives object arrays: make them float, in unpadded pixels
+                    b, pts = np.asarray(b, dtype=np.float64) - m, np.asarray(pts, dtype=np.float64) - m
+                    k = select_face(b, shape)
+                    faces[i] = Face(b[k], pts[k], float(np.asarray(p, dtype=np.float64)[k]))
         return faces
 
     def align(self, images: Sequence[np.ndarray]) -> list[Aligned]:

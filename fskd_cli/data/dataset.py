@@ -30,11 +30,12 @@ class PairDataset(Dataset):
     """HR images and their LR copies at ``scales`` from a prepared dataset folder.
 
     Indexed by batches of keys ``(index, flip, scale)`` through ``__getitems__``, which returns stacked
-    tensors ``(hr, lr, labels, scales)``; use it with ``collate_fn=lambda b: b``.
+    tensors ``(hr, lr, labels, scales)``; use it with ``collate_fn=lambda b: b``. With ``read_lr=False``
+    the LR images are left to the caller (``lr`` is the HR batch; ``scales`` says what to make of each).
     """
 
     def __init__(self, root: str | Path, split: str, scales: Sequence[int] = (1,), cache: bool = True,
-                 rows: list[Row] | None = None) -> None:
+                 rows: list[Row] | None = None, read_lr: bool = True) -> None:
         self.root = Path(root)
         self.meta = read_meta(self.root)
         missing = [s for s in scales if s not in self.meta.get("scales", [1])]
@@ -45,9 +46,10 @@ class PairDataset(Dataset):
             raise FskdError(f"{self.root / 'manifest.csv'}: no usable images in split {split!r}")
         self.labels = torch.tensor([r.label for r in self.rows], dtype=torch.long)
         self.scales = tuple(scales)
+        self.read_lr = read_lr
         self._cache: dict[int, torch.Tensor] = {}
         if cache:
-            for s in {1, *self.scales}:
+            for s in {1, *self.scales} if read_lr else {1}:
                 self._cache[s] = torch.from_numpy(np.stack([self._read(i, s) for i in range(len(self.rows))])).permute(0, 3, 1, 2).contiguous()
 
     def __len__(self) -> int:
@@ -71,7 +73,7 @@ class PairDataset(Dataset):
         scale = torch.tensor([k[2] for k in keys])
         hr = self._images(index, 1)
         lr = hr.clone()
-        for s in scale.unique().tolist():
+        for s in scale.unique().tolist() if self.read_lr else ():
             if s != 1:
                 sel = scale == s
                 lr[sel] = self._images(index[sel], s)

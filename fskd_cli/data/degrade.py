@@ -50,3 +50,15 @@ def degrade_uint8(image: np.ndarray, scale: int, interpolation: str = "bilinear"
     x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float()
     y = degrade(x, scale, interpolation, antialias)
     return y.round_().clamp_(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
+
+
+def degrade_batch(images: torch.Tensor, scales: torch.Tensor, interpolation: str = "bilinear",
+                  antialias: bool = False) -> torch.Tensor:
+    """:func:`degrade` each image of a batch by its own scale (the multi-resolution setting), one call
+    per distinct scale; scale 1 keeps the image."""
+    out = images.clone()
+    for s in scales.unique().tolist():
+        if s != 1:
+            sel = scales == s
+            out[sel] = degrade(images[sel], int(s), interpolation, antialias)
+    return out

@@ -45,6 +45,7 @@ class Row:
 
 
 MANIFEST_FIELDS = [f.name for f in fields(Row)]
+JOURNAL = ".manifest.partial.csv"  # rows of an unfinished run, in the dataset folder
 PAIR_FIELDS = ["left", "right", "same"]
 
 
@@ -104,7 +105,7 @@ class DatasetWriter:
         self.interpolation, self.antialias = interpolation, antialias
         self.source, self.extra_meta = source, dict(extra_meta or {})
         self.rows: list[Row] = []
-        self.journal = self.out / ".manifest.partial.csv"
+        self.journal = self.out / JOURNAL
         self._done: dict[str, Row] = {}
         for row in [*resume_rows, *self._journal_rows()]:
             if row.source and (row.status != "ok" or self._files_exist(row.path)):

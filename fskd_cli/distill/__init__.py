@@ -19,9 +19,22 @@ from ..errors import FskdError
 
 
 class Distiller(nn.Module):
-    """Base class. ``needs_teacher = False`` lets the loop skip the teacher forward altogether."""
+    """Base class.
+
+    ``needs_teacher = False`` lets the loop skip the teacher forward altogether (and lets the method serve
+    as a teacher run's auxiliary loss). ``tap_layers`` names the modules whose outputs the method compares
+    (by default the backbone's stage outputs). ``wants_teacher_checkpoint`` hands the teacher's checkpoint
+    to the constructor, for methods that reuse parts trained with the teacher (QualNet's decoder).
+    The ``batch`` dict holds ``hr`` (teacher input), ``labels``, ``scale``, ``embedding`` (student's) and
+    ``teacher_embedding``.
+    """
 
     needs_teacher = True
+    wants_teacher_checkpoint = False
+
+    @classmethod
+    def tap_layers(cls, model: nn.Module) -> list[str]:
+        return list(model.feature_layers)
 
     def __init__(self, student_shapes: Sequence[torch.Size], teacher_shapes: Sequence[torch.Size],
                  weight: float = 1.0) -> None:

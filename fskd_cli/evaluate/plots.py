@@ -56,7 +56,12 @@ def plot_cmc(results: Mapping[str, np.ndarray], path: str | os.PathLike, title: 
         cmc = np.asarray(cmc)
         ranks = np.arange(1, len(cmc) + 1)
         ax.plot(ranks, cmc, marker="o", markersize=3, label=f"{name} (rank-1 = {100 * cmc[0]:.2f}%)")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    longest = max((len(c) for c in results.values()), default=1)
+    if longest <= 30:  # rank 1 and every 5th: the ranks papers report
+        ax.set_xticks([1, *range(5, longest + 1, 5)])
+        ax.set_xlim(0.5, longest + 0.5)
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylim(0.0, 1.01)
     _finish(ax, title, "Rank", "Identification rate")
     _save_png(fig, path)

@@ -17,7 +17,7 @@ def record(results: str | Path, json_path: str | Path, ck: dict[str, Any], datas
     """Write the eval JSON (metrics + details) and append one results.csv row per metric."""
     stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
     run = Path(ck["path"]).parent.name
-    method = ck.get("method") or "teacher"
+    method = ck["method"] if ck["kind"] == "student" else "teacher"
     payload = {"run": run, "method": method, "dataset": dataset, "scale": scale, "ckpt": ck["path"],
                "timestamp": stamp, "metrics": metrics, **details}
     write_text(json_path, json.dumps(payload, indent=2) + "\n")

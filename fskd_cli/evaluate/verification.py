@@ -13,6 +13,11 @@ Shared by both: pairs are in the source protocol's order and fold k is the k-th 
 consecutive equal blocks; fold k's threshold is chosen on the other folds and applied to fold k.
 All arithmetic is float64, so the per-pair scores and thresholds written by :func:`save_scores`
 reproduce the accuracy exactly (:func:`accuracy_from_scores`).
+
+A pair whose image could not be prepared (an empty path in ``pairs.csv``, e.g. no face found) has
+NaN embeddings. It is never dropped, since the folds must stay the protocol's blocks: its score is NaN,
+it takes no part in choosing thresholds, in the authors' mean or in the ROC, and it counts as a wrong
+decision in its fold, the one rule that cannot flatter a result.
 """
 
 from __future__ import annotations
@@ -57,6 +62,7 @@ class VerificationResult:
     fpr: np.ndarray
     tpr: np.ndarray
     auc: float
+    missing_pairs: int = 0  # pairs with a NaN embedding: scored NaN, counted wrong
 
 
 def verification_accuracy(
@@ -70,30 +76,33 @@ def verification_accuracy(
 ) -> VerificationResult:
     """Evaluate pairs ``[N, D]`` (each image and its horizontal mirror) against ``same`` (0/1, ``[N]``).
 
-    Raises ``ValueError`` for an unknown protocol, mismatched shapes, or ``N`` not divisible by
-    ``n_folds`` (the folds must be the source protocol's blocks, not a re-split).
+    A pair with a non-finite embedding (a missing image) is scored NaN and counted wrong (module
+    docstring). Raises ``ValueError`` for an unknown protocol, mismatched shapes, or ``N`` not
+    divisible by ``n_folds`` (the folds must be the source protocol's blocks, not a re-split).
     """
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
     embeddings = _check_embeddings(left, left_flip, right, right_flip)
     same = _check_same(same, len(embeddings[0]))
     folds = _fold_index(len(same), n_folds)
+    valid = np.all([np.isfinite(e).all(axis=1) for e in embeddings], axis=0)
+    _check_same(same[valid], int(valid.sum()))  # the pairs that can be scored still need both classes
     score_fn, choose, thresholds, greater = _PROTOCOL_RULES[protocol]
 
     scores = np.empty(len(same), dtype=np.float64)
     fold_accuracies, fold_thresholds = [], []
     for k in range(n_folds):
-        train, test = folds != k, folds == k
-        fold_scores = score_fn(*embeddings, train)
+        train, test = (folds != k) & valid, folds == k
+        fold_scores = np.where(valid, score_fn(*embeddings, train), np.nan)
         counts = _correct_counts(fold_scores[train], same[train], thresholds, greater)
         threshold = choose(counts, thresholds)
         scores[test] = fold_scores[test]
         fold_thresholds.append(threshold)
         fold_accuracies.append(_fold_accuracy(scores[test], same[test], threshold, greater))
 
-    pooled = score_fn(*embeddings, np.ones(len(same), dtype=bool))
+    pooled = score_fn(*embeddings, valid)[valid]
     pooled = pooled if greater else -pooled
-    fpr, tpr, auc = _roc(pooled, same)
+    fpr, tpr, auc = _roc(pooled, same[valid])
     return VerificationResult(
         protocol=protocol,
         accuracy=float(np.mean(fold_accuracies)),
@@ -103,10 +112,11 @@ def verification_accuracy(
         scores=scores,
         folds=folds,
         greater_is_same=greater,
-        tar_at_far={far: _tar_at_far(pooled, same, far) for far in FARS},
+        tar_at_far={far: _tar_at_far(pooled, same[valid], far) for far in FARS},
         fpr=fpr,
         tpr=tpr,
         auc=auc,
+        missing_pairs=int((~valid).sum()),
     )
 
 
@@ -119,7 +129,8 @@ def save_scores(
 ) -> None:
     """Write one row per pair (``left,right,same,fold,score``) atomically, so a figure can be audited.
 
-    Scores are written with Python's shortest round-trip repr, so reading them back is exact.
+    Scores are written with Python's shortest round-trip repr, so reading them back is exact; the
+    score of a pair with a missing image is ``nan``.
     """
     n = len(result.scores)
     if not len(pairs_left) == len(pairs_right) == len(same) == n:
@@ -231,9 +242,12 @@ def _mean_of_best(counts: np.ndarray, thresholds: np.ndarray) -> float:
 
 
 def _fold_accuracy(scores: np.ndarray, same: np.ndarray, threshold: float, greater_is_same: bool) -> float:
-    """Share of pairs decided right; the one decision rule for evaluation and for recomputation."""
+    """Share of pairs decided right; the one decision rule for evaluation and for recomputation.
+
+    A NaN score (a pair with a missing image) is a wrong decision whatever the pair's label.
+    """
     predicted = scores > threshold if greater_is_same else scores < threshold
-    return int(np.count_nonzero(predicted == same)) / same.size
+    return int(np.count_nonzero((predicted == same) & ~np.isnan(scores))) / same.size
 
 
 _ScoreFn = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray], np.ndarray]

@@ -28,8 +28,9 @@ from torch.utils.data import DataLoader
 
 from ..config import RunConfig
 from ..data.dataset import PairBatchSampler, PairDataset, parse_scale, to_input
+from ..data.degrade import degrade_batch
 from ..data.manifest import fingerprint, read_meta
-from ..distill import Distiller, create_distiller
+from ..distill import Distiller, create_distiller, get_distiller_class
 from ..errors import FskdError
 from ..io import write_csv, write_yaml
 from ..models import create_model
@@ -48,7 +49,7 @@ class StudentStep(nn.Module):
     def __init__(self, model: nn.Module, head: nn.Module, distiller: Distiller | None) -> None:
         super().__init__()
         self.model, self.head, self.distiller = model, head, distiller
-        self.tap = FeatureTap(model, model.feature_layers) if distiller is not None else None
+        self.tap = FeatureTap(model, distiller.tap_layers(model)) if distiller is not None else None
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor, teacher_feats: list[torch.Tensor],
                 batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -59,6 +60,38 @@ class StudentStep(nn.Module):
             return task, task.new_zeros(()), logits
         feats = self.tap.features
         return task, self.distiller(feats, teacher_feats, {**batch, "embedding": emb}), logits
+
+
+@dataclass
+class TrainStep:
+    """One optimisation step: the frozen teacher's forward on HR (no autograd graph), the student's
+    forward and backward on its input, the optimizer step. No host synchronisation: the losses come back
+    as device tensors and are read only at log intervals. Benchmarks time exactly this."""
+
+    module: nn.Module  # StudentStep, possibly wrapped in DDP / torch.compile
+    teacher: nn.Module | None
+    teacher_tap: FeatureTap | None
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    amp_dtype: torch.dtype | None
+    device_type: str
+
+    def __call__(self, hr_x: torch.Tensor, x: torch.Tensor, labels: torch.Tensor, scale: torch.Tensor):
+        autocast = torch.autocast(self.device_type, self.amp_dtype) if self.amp_dtype else contextlib.nullcontext()
+        with autocast:
+            teacher_feats: list[torch.Tensor] = []
+            batch = {"hr": hr_x, "labels": labels, "scale": scale}
+            if self.teacher is not None:
+                with torch.no_grad():  # not inference_mode: its tensors may not enter the student's graph
+                    batch["teacher_embedding"] = self.teacher(hr_x)
+                teacher_feats = self.teacher_tap.features
+            task_loss, distill_loss, logits = self.module(x, labels, teacher_feats, batch)
+            loss = task_loss + distill_loss
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return loss.detach(), task_loss.detach(), distill_loss.detach(), logits.detach(), labels
 
 
 @dataclass
@@ -107,9 +140,10 @@ def load_teacher(path: str | Path, student: nn.Module, device: torch.device) -> 
     return teacher.to(device).eval(), ck
 
 
-def feature_shapes(model: nn.Module, size: int) -> list[torch.Size]:
-    """Per-sample shapes of the tapped features, from one dummy forward pass on the CPU."""
-    tap = FeatureTap(model, model.feature_layers)
+def feature_shapes(model: nn.Module, layers: list[str]) -> list[torch.Size]:
+    """Per-sample shapes of the outputs of ``layers``, from one dummy forward pass."""
+    size = model.input_size
+    tap = FeatureTap(model, layers)
     was_training = model.training
     try:
         with torch.no_grad():
@@ -137,7 +171,9 @@ def train(cfg: RunConfig, out: str | Path, *, kind: str, resume: bool = False, s
         raise FskdError(f"{cfg.data.path}: a {meta['task']} set; training needs a train or classification set")
     student_kind = kind == "student"
     scales = parse_scale(cfg.distill.scale) if student_kind else (1,)
-    ds = PairDataset(cfg.data.path, cfg.data.train_split, scales, cache=cfg.data.cache)
+    # with data.degrade=device the LR copies are made from the HR batch on the device, not read from disk
+    ds = PairDataset(cfg.data.path, cfg.data.train_split, scales, cache=cfg.data.cache,
+                     read_lr=cfg.data.degrade == "disk")
     num_classes = int(ds.labels.max()) + 1
     sched = Schedule.from_config(cfg, len(ds))
     if cfg.train.batch_size % dist.world_size:
@@ -147,22 +183,28 @@ def train(cfg: RunConfig, out: str | Path, *, kind: str, resume: bool = False, s
     if model.input_size != ds.meta["image_size"] and ds.meta.get("image_size"):
         raise FskdError(f"{cfg.data.path}: {ds.meta['image_size']}px images, but {cfg.model.name} takes {model.input_size}px")
     head = create_head(cfg.model.head, model.embedding_size, num_classes, **cfg.model.head_kwargs).to(device)
-    teacher, distiller, teacher_ck = None, None, None
-    if student_kind:
-        from ..distill import get_distiller_class
-
-        if get_distiller_class(cfg.distill.method).needs_teacher:
+    teacher, distiller, teacher_ck, method = None, None, None, None
+    method = cfg.distill.method if student_kind else cfg.distill.teacher_method
+    if method:
+        cls = get_distiller_class(method)
+        if cls.needs_teacher:
+            if not student_kind:
+                raise FskdError(f"method {method!r} distils from a teacher; use it with `fskd distill`")
             if not cfg.distill.teacher:
-                raise FskdError(f"method {cfg.distill.method!r} needs --teacher (a checkpoint from `fskd train-teacher`)")
+                raise FskdError(f"method {method!r} needs --teacher (a checkpoint from `fskd train-teacher`)")
             teacher, teacher_ck = load_teacher(cfg.distill.teacher, model, device)
-        t_shapes = feature_shapes(teacher, model.input_size) if teacher is not None else []
-        distiller = create_distiller(cfg.distill.method, feature_shapes(model, model.input_size), t_shapes,
-                                     weight=cfg.distill.weight, **cfg.distill.options).to(device)
-    if cfg.train.channels_last:
+        extra = {"teacher_checkpoint": teacher_ck} if cls.wants_teacher_checkpoint else {}
+        t_shapes = feature_shapes(teacher, cls.tap_layers(teacher)) if teacher is not None else []
+        distiller = create_distiller(method, feature_shapes(model, cls.tap_layers(model)), t_shapes,
+                                     weight=cfg.distill.weight, **cfg.distill.options, **extra).to(device)
+    # channels_last only on CUDA: on the CPU, torch 2.14's backward of a 1x1 stride-2 convolution (every
+    # ResNet shortcut) corrupts memory in channels_last (seen here: "free(): invalid next size")
+    channels_last = cfg.train.channels_last and device.type == "cuda"
+    if channels_last:
         model = model.to(memory_format=torch.channels_last)
         teacher = teacher.to(memory_format=torch.channels_last) if teacher is not None else None
     step_module: nn.Module = StudentStep(model, head, distiller).to(device)
-    teacher_tap = FeatureTap(teacher, teacher.feature_layers) if teacher is not None else None
+    teacher_tap = FeatureTap(teacher, distiller.tap_layers(teacher)) if teacher is not None else None
 
     params = [p for p in step_module.parameters() if p.requires_grad]
     t = cfg.train
@@ -211,7 +253,7 @@ def train(cfg: RunConfig, out: str | Path, *, kind: str, resume: bool = False, s
     base_payload = {
         "kind": kind, "arch": model.arch, "head_arch": {"name": cfg.model.head, "kwargs": dict(cfg.model.head_kwargs)},
         "num_classes": num_classes, "input_size": model.input_size, "config": cfg.to_dict(),
-        "method": cfg.distill.method if student_kind else None, "scale": cfg.distill.scale if student_kind else "1",
+        "method": method, "scale": cfg.distill.scale if student_kind else "1",
         "teacher": teacher_ck["path"] if teacher_ck else None, "data_fingerprint": fingerprint(cfg.data.path),
         "total_steps": sched.total_steps,
     }
@@ -233,32 +275,27 @@ def train(cfg: RunConfig, out: str | Path, *, kind: str, resume: bool = False, s
     sums = ck["log_sums"].to(device) if resume else torch.zeros(5, device=device)
     seen, t0, t_log = 0, time.time(), time.time()
     model.train(), head.train()
-    autocast = (lambda: torch.autocast(device.type, amp_dtype)) if amp_dtype else contextlib.nullcontext
+
+    run_step = TrainStep(train_module, teacher, teacher_tap, optimizer, scaler, amp_dtype, device.type)
+    degrade_on_device = cfg.data.degrade == "device"
+    meta_degradation = {k: v for k, v in ds.meta.get("degradation", {}).items() if k in ("interpolation", "antialias")}
 
     with _progress(dist.main) as progress:
         task = progress.add_task(kind, total=sched.total_steps, completed=step, loss=float("nan"))
         for hr, lr, labels, scale in loader:
-            hr_x = to_input(hr, device, t.channels_last)
-            x = to_input(lr, device, t.channels_last) if student_kind else hr_x
-            labels = labels.to(device, non_blocking=True)
-            with autocast():
-                teacher_feats: list[torch.Tensor] = []
-                if teacher is not None:
-                    with torch.no_grad():
-                        teacher(hr_x)
-                    teacher_feats = [f.detach() for f in teacher_tap.features]
-                task_loss, distill_loss, logits = train_module(x, labels, teacher_feats,
-                                                               {"hr": hr_x, "labels": labels, "scale": scale})
-                loss = task_loss + distill_loss
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
+            hr_x = to_input(hr, device, channels_last)
+            if not student_kind:
+                x = hr_x
+            elif degrade_on_device:
+                x = degrade_batch(hr_x, scale.to(device), **meta_degradation)
+            else:
+                x = to_input(lr, device, channels_last)
+            loss, task_loss, distill_loss, logits, labels = run_step(hr_x, x, labels.to(device, non_blocking=True), scale)
             scheduler.step()
             step += 1
             seen += len(labels)
-            sums += torch.stack([loss.detach().float(), task_loss.detach().float(), distill_loss.detach().float(),
-                                 (logits.detach().argmax(1) == labels).float().mean(), torch.ones((), device=device)])
+            sums += torch.stack([loss.float(), task_loss.float(), distill_loss.float(),
+                                 (logits.argmax(1) == labels).float().mean(), torch.ones((), device=device)])
             progress.advance(task)
             log_now = step % t.log_every == 0 or step == sched.total_steps
             ckpt_now = step % ckpt_every == 0 or step == end

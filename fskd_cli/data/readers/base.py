@@ -99,7 +99,7 @@ def decode_image(data: bytes | Path, where: str) -> np.ndarray:
     try:
         with Image.open(io.BytesIO(data) if isinstance(data, bytes) else data) as im:
             im.load()
-            return np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
+            return np.array(ImageOps.exif_transpose(im).convert("RGB"))  # a writable copy, as torch wants
     except FileNotFoundError:
         raise UnreadableImage(f"{where}: file not found") from None
     except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as e:

@@ -41,8 +41,7 @@ def read_folder(src: Path, kind: str, *, pairs: Path | None = None, identity_reg
         for path, rel, name, ident in zip(files, rels, output_names(rels), identities)
     ]
     pair_list = None if pairs is None else read_pair_csv(pairs, set(rels))
-    return Source(task="train" if pairs is None else "verification", faces="detect", items=items, pairs=pair_list,
-                  meta={"identity_regex": identity_regex} if identity_regex else {})
+    return Source(task="train" if pairs is None else "verification", faces="detect", items=items, pairs=pair_list)
 
 
 def _compile(identity_regex: str | None) -> re.Pattern[str] | None:

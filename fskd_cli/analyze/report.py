@@ -1,0 +1,276 @@
+"""``fskd report RUN...``: one page with the tables and figures of the runs named.
+
+The page is Markdown (figures linked by relative path, so it renders on GitHub beside the PNGs) or, when
+the output ends in ``.html``, one self-contained HTML file (figures embedded), made from the same
+Markdown by a converter for the few constructs the report uses. Sections:
+
+1. the runs: kind, method, training scale, backbone, teacher, steps, from each run's ``config.yaml``
+   and checkpoint folder;
+2. the paper-style tables of their ``results.csv`` rows (:func:`~fskd_cli.analyze.table.results_table`),
+   with the paper's numbers beside ours when asked;
+3. each eval of each run (``runs/NAME/eval/*.json``): protocol, metrics and its ROC or CMC figure;
+4. the figures of ``fskd analyze`` output folders given with ``figures`` (norms, correlation,
+   attention), with their per-block summaries.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import os
+import re
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .. import __version__
+from ..errors import FskdError
+from ..io import write_text
+from .paper import method_name
+from .table import results_table
+
+# analyze outputs the report knows: file -> (caption, summary CSV shown under it)
+FIGURES = {
+    "attention.png": ("Self-attention maps of the first block, HR teacher vs LR students (cf. paper Figure 3).", None),
+    "norms.png": ("Feature norm per block, teacher on HR vs students on LR, with the t-test per block; "
+                  "*** = p < 0.01 (cf. paper Figure 4).", "norms_summary.csv"),
+    "correlation.png": ("Pixel-level Pearson correlation of teacher-HR and student-LR features per block "
+                        "(cf. paper Figure 5).", "correlation_summary.csv"),
+}
+
+
+def build_report(runs: list[Path], out: Path, *, results: Path = Path("results.csv"), figures: list[Path] = (),
+                 paper: bool = False, title: str | None = None) -> Path:
+    """Write the report to ``out`` (``.md``, or ``.html`` for one self-contained file); return its path."""
+    if not runs:
+        raise FskdError("name at least one run folder")
+    folders = [_run_folder(r) for r in runs]
+    for d in figures:
+        if not Path(d).is_dir():
+            raise FskdError(f"{d}: not a folder (give the --out folder of an `fskd analyze` command)")
+    out = Path(out)
+    html_out = out.suffix.lower() in (".html", ".htm")
+    md_path = out.with_suffix(".md") if html_out else out
+    here = md_path.parent.resolve()
+
+    lines = [f"# {title or 'fskd report: ' + ', '.join(f.name for f in folders)}", "",
+             f"Written {datetime.now(timezone.utc).isoformat(timespec='seconds')} by fskd {__version__}; "
+             f"results from `{results}`.", ""]
+    lines += _runs_section(folders)
+    lines += _tables_section(folders, results, md_path, paper)
+    lines += _evals_section(folders, here)
+    for d in figures:
+        lines += _figures_section(Path(d), here)
+    md = "\n".join(lines).rstrip() + "\n"
+    if html_out:
+        write_text(out, markdown_to_html(md, here, title or "fskd report"))
+        return out
+    write_text(out, md)
+    return out
+
+
+def _run_folder(run: Path) -> Path:
+    run = Path(run)
+    folder = run.parent if run.suffix == ".pt" else run
+    if not (folder / "checkpoint.pt").exists() and not (folder / "config.yaml").exists():
+        raise FskdError(f"{run}: not a run folder (no checkpoint.pt or config.yaml in it)")
+    return folder
+
+
+def _config(folder: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load((folder / "config.yaml").read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _last_step(folder: Path) -> str:
+    log = folder / "log.csv"
+    if not log.exists():
+        return "-"
+    rows = log.read_text(encoding="utf-8").strip().splitlines()
+    return rows[-1].split(",", 1)[0] if len(rows) > 1 else "-"
+
+
+def _runs_section(folders: list[Path]) -> list[str]:
+    lines = ["## Runs", "", "| run | kind | method | trained at | backbone | teacher | steps | training data |",
+             "|---|---|---|---|---|---|---|---|"]
+    for f in folders:
+        cfg = _config(f)
+        kind = cfg.get("kind", "?")
+        distill, model = cfg.get("distill") or {}, cfg.get("model") or {}
+        method = "teacher" if kind == "teacher" else distill.get("method", "?")
+        scale = "1x (HR)" if kind == "teacher" else f"{distill.get('scale', '?')}" + ("" if distill.get("scale") == "multi" else "x")
+        kwargs = model.get("kwargs") or {}
+        backbone = model.get("name", "?") + ("+CBAM" if kwargs.get("cbam") else "")
+        if kwargs.get("base_width"):
+            backbone += f" (width {kwargs['base_width']})"
+        teacher = Path(distill["teacher"]).parent.name if kind == "student" and distill.get("teacher") else "-"
+        data = (cfg.get("data") or {}).get("path", "?")
+        lines.append(f"| {f.name} | {kind} | {method_name(method)} | {scale} | {backbone} | {teacher} | "
+                     f"{_last_step(f)} | `{data}` |")
+    return lines + [""]
+
+
+def _tables_section(folders: list[Path], results: Path, md_path: Path, paper: bool) -> list[str]:
+    lines = ["## Results" + (" (paper's numbers beside ours)" if paper else ""), ""]
+    if not Path(results).exists():
+        return lines + [f"No `{results}` yet: run `fskd eval` first.", ""]
+    table_out = md_path.with_name(md_path.stem + "_table")
+    try:
+        md = results_table(Path(results), table_out, paper=paper, runs=[str(f.resolve()) for f in folders])
+    except FskdError:
+        return lines + [f"`{results}` has no rows for these runs.", ""]
+    md = re.sub(r"(?m)^### ", "#### ", md)
+    return lines + [md.strip(), "", f"(also as CSV: `{table_out.with_suffix('.csv').name}`)", ""]
+
+
+def _evals_section(folders: list[Path], here: Path) -> list[str]:
+    lines = ["## Evaluations", ""]
+    found = False
+    for f in folders:
+        for js in sorted((f / "eval").glob("*.json")):
+            try:
+                ev = json.loads(js.read_text(encoding="utf-8"))
+            except (OSError, json.JSONDecodeError):
+                continue
+            found = True
+            what = ev.get("protocol")
+            head = f"### {f.name}: {ev.get('dataset', js.stem)} at {ev.get('scale', '?')}x"
+            lines += [head + (f" ({what} protocol)" if what else ""), ""]
+            facts = []
+            if "pairs" in ev:
+                facts.append(f"{ev['pairs']} pairs in {ev.get('folds', 10)} folds"
+                             + (f", {ev['missing_pairs']} with a missing image (counted wrong)" if ev.get("missing_pairs") else ""))
+                facts.append(f"left image {ev.get('left_scale')}x, right image {ev.get('right_scale')}x; {ev.get('decision', '')}")
+            if "probes" in ev:
+                facts.append(f"{ev['probes']} probes, gallery of {ev.get('gallery')} + {ev.get('distractors')} distractors")
+            lines += [f"- {x}" for x in facts] + ([""] if facts else [])
+            lines += ["| metric | value |", "|---|---|"]
+            lines += [f"| {k} | {_fmt(v)} |" for k, v in (ev.get("metrics") or {}).items()]
+            lines.append("")
+            for key in ("roc_png", "cmc_png"):
+                png = _existing(ev.get(key), js.parent)
+                if png:
+                    lines += [f"![{key[:3].upper()} of {f.name}]({_rel(png, here)})", ""]
+    return lines if found else lines + ["No evals yet (`runs/NAME/eval/*.json`).", ""]
+
+
+def _figures_section(folder: Path, here: Path) -> list[str]:
+    lines = [f"## Figures: `{folder}`", ""]
+    pngs = sorted(folder.glob("*.png"), key=lambda p: (list(FIGURES).index(p.name) if p.name in FIGURES else 99, p.name))
+    if not pngs:
+        return lines + ["No figures in this folder.", ""]
+    for png in pngs:
+        caption, summary = FIGURES.get(png.name, (png.stem, None))
+        lines += [f"![{png.stem}]({_rel(png, here)})", "", f"*{caption}*", ""]
+        if summary and (folder / summary).exists():
+            lines += _summary_table(folder / summary) + [""]
+    return lines
+
+
+def _summary_table(path: Path) -> list[str]:
+    """norms_summary.csv / correlation_summary.csv as a model x block table."""
+    import csv
+
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        return []
+    blocks = list(dict.fromkeys(r["block"] for r in rows))
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    cell: dict[tuple[str, str], str] = {}
+    for r in rows:
+        if "pearson_r" in r:
+            cell[r["model"], r["block"]] = f"r = {float(r['pearson_r']):.3f}"
+        else:
+            p = r.get("p") or ""
+            mark = "" if not p else (" ***" if float(p) < 0.01 else " n.s.")
+            cell[r["model"], r["block"]] = f"{float(r['mean']):.4g}" + (f" (p = {float(p):.2g}{mark})" if p else "")
+    what = "Pearson r" if "pearson_r" in rows[0] else "mean feature norm (t-test p vs teacher)"
+    lines = [f"| model: {what} | " + " | ".join(blocks) + " |", "|" + "---|" * (len(blocks) + 1)]
+    lines += [f"| {method_name(m)} | " + " | ".join(cell.get((m, b), "-") for b in blocks) + " |" for m in models]
+    return lines
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.4f}" if isinstance(v, float) else str(v)
+
+
+def _existing(path: str | None, eval_dir: Path) -> Path | None:
+    """A figure recorded in an eval JSON: where it was written, or the eval folder if the run moved."""
+    if not path:
+        return None
+    for candidate in (Path(path), eval_dir / Path(path).name):
+        if candidate.exists():
+            return candidate
+    return None
+
+
+def _rel(path: Path, here: Path) -> str:
+    return Path(os.path.relpath(Path(path).resolve(), here)).as_posix()
+
+
+# ---------------------------------------------------------------------------------------------------
+# Markdown -> HTML for the constructs above: headings, pipe tables, images, bullets, paragraphs,
+# `code` and *emphasis*. Images are embedded as data URIs, so the page is one file.
+
+_CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+table{border-collapse:collapse;margin:0.5em 0 1em}th,td{border:1px solid #ccc;padding:3px 8px;text-align:right}
+th:first-child,td:first-child{text-align:left}th{background:#f2f2f2}img{max-width:100%}code{background:#f4f4f4}
+h1,h2{border-bottom:1px solid #ddd}"""
+
+
+def _inline(text: str) -> str:
+    text = html.escape(text)
+    text = re.sub(r"`([^`]+)`", r"<code>\1</code>", text)
+    return re.sub(r"(?<![\w*])\*([^*]+)\*(?![\w*])", r"<em>\1</em>", text)
+
+
+def _image(alt: str, src: str, here: Path) -> str:
+    path = (here / src) if not Path(src).is_absolute() else Path(src)
+    if path.exists():
+        src = "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+    return f'<p><img alt="{html.escape(alt)}" src="{src}"></p>'
+
+
+def markdown_to_html(md: str, here: Path, title: str) -> str:
+    out, lines, i = [], md.splitlines(), 0
+    while i < len(lines):
+        line = lines[i]
+        if not line.strip():
+            i += 1
+        elif m := re.match(r"^(#{1,6}) (.*)$", line):
+            n = len(m.group(1))
+            out.append(f"<h{n}>{_inline(m.group(2))}</h{n}>")
+            i += 1
+        elif m := re.match(r"^!\[(.*)\]\((.*)\)$", line.strip()):
+            out.append(_image(m.group(1), m.group(2), here))
+            i += 1
+        elif line.startswith("|"):
+            rows = []
+            while i < len(lines) and lines[i].startswith("|"):
+                rows.append([c.strip() for c in lines[i].strip().strip("|").split("|")])
+                i += 1
+            body = [r for r in rows[1:] if not all(set(c) <= set("-: ") for c in r)]
+            out.append("<table><tr>" + "".join(f"<th>{_inline(c)}</th>" for c in rows[0]) + "</tr>"
+                       + "".join("<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in r) + "</tr>" for r in body)
+                       + "</table>")
+        elif line.startswith("- "):
+            items = []
+            while i < len(lines) and lines[i].startswith("- "):
+                items.append(f"<li>{_inline(lines[i][2:])}</li>")
+                i += 1
+            out.append("<ul>" + "".join(items) + "</ul>")
+        else:
+            para = []
+            while i < len(lines) and lines[i].strip() and not re.match(r"^(#|\||!\[|- )", lines[i]):
+                para.append(lines[i])
+                i += 1
+            out.append(f"<p>{_inline(' '.join(para))}</p>")
+    return (f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            f"<style>{_CSS}</style></head><body>\n" + "\n".join(out) + "\n</body></html>\n")

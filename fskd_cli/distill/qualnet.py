@@ -1,0 +1,178 @@
+"""QualNet-LM (Kim et al., CVPR 2021): a teacher that can decode its code back to the HR image, and an LR
+student whose code must decode to the HR image through the teacher's frozen decoder.
+
+Two registered methods, one per stage:
+
+- ``qualnet-decoder`` (stage 1, the teacher run's auxiliary loss: ``fskd train-teacher --method
+  qualnet-decoder``). It owns the decoder: a 3x3 conv *bridge* from the backbone's last stage (``layer4``)
+  to the code of an i-RevNet (:mod:`fskd_cli.models.irevnet`), whose inverse turns the code into an
+  image. Encoder, head and decoder train together on HR images with CE + ``weight * L1(decoded, HR)``.
+  The decoder is saved in the teacher checkpoint under ``"distiller"``.
+- ``qualnet-lm`` (stage 2, ``fskd distill --method qualnet-lm --teacher T``). It rebuilds the bridge and
+  the i-RevNet from the teacher checkpoint, frozen and in eval mode, and adds
+  ``weight * L1(decoder(student's layer4 on the LR image), HR image)`` to the student's CE. Gradients flow
+  through the frozen decoder into the student.
+
+The L1 compares the decoded image, clipped to [0, 1] (``clip``), with the HR image mapped from the loop's
+[-1, 1] to [0, 1], as the authors' code does (``F.l1_loss(torch.clip(gen, 0, 1), un_normalize(hr))``).
+
+Where the papers leave a choice, this follows the F-SKD authors' QualNet code (face recognition):
+the decoder is i-RevNet-301 (``blocks [6, 16, 72, 6]``, ``strides [2, 2, 2, 1]``, ``channels
+[24, 96, 384, 1536]``, a 3072x7x7 code for 112x112), the bridge is ``Conv2d(512, 3072, 3, padding=1)``
+with a bias, and the L1 weight is 1 in both stages. The decoded image's side is the code's side times
+``2 * prod(strides)``, so the same layout serves a 32x32 iResNet (a 2x2 code); for a 32x32 ResNet
+(a 4x4 code) use i-RevNet's CIFAR layout (``[18, 18, 18]``, ``[1, 2, 2]``, ``[16, 64, 256]``). That code
+differs from this module in two ways a recipe can't express: it starts the student from the teacher's
+weights with BN affine frozen, and its bridge belongs to the student network, so it keeps training in stage
+2 (``train_bridge: true`` does that here; the default freezes it with the decoder, as "the teacher's
+decoder" reads in the papers).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import FskdError
+from ..models.irevnet import IRevNet
+from . import Distiller, register_distiller
+
+DECODER_OPTIONS = ("blocks", "strides", "channels")
+
+
+class QualNetDecoder(nn.Module):
+    """Bridge + i-RevNet inverse: a ``[B, C, s, s]`` backbone code -> a ``[B, 3, S, S]`` image, ``S = s * 2 * prod(strides)``."""
+
+    def __init__(self, code_shape: Sequence[int], blocks: Sequence[int], strides: Sequence[int],
+                 channels: Sequence[int] | None) -> None:
+        super().__init__()
+        try:
+            self.irevnet = IRevNet(blocks, strides, channels)
+        except ValueError as e:
+            raise FskdError(f"qualnet decoder: {e}") from None
+        self.bridge = nn.Conv2d(code_shape[0], self.irevnet.code_channels, 3, 1, 1, bias=True)
+        self.image_size = code_shape[-1] * self.irevnet.downsampling
+
+    def forward(self, code: torch.Tensor) -> torch.Tensor:
+        return self.irevnet.inverse(self.bridge(code))
+
+
+def reconstruction_loss(decoded: torch.Tensor, hr: torch.Tensor, clip: bool) -> torch.Tensor:
+    """Mean absolute error between the decoded image and the HR input mapped from [-1, 1] to [0, 1]."""
+    if decoded.shape != hr.shape:
+        raise FskdError(f"qualnet: the decoder makes {tuple(decoded.shape[1:])} images but the HR input is "
+                        f"{tuple(hr.shape[1:])}; the decoded side is the layer4 side times 2 * prod(strides)")
+    decoded = decoded.float()
+    if clip:
+        decoded = decoded.clamp(0.0, 1.0)
+    return F.l1_loss(decoded, (hr.float() + 1.0) / 2.0)
+
+
+def _last_stage(model: nn.Module) -> list[str]:
+    return [model.feature_layers[-1]]
+
+
+@register_distiller("qualnet-decoder")
+class QualNetDecoderLoss(Distiller):
+    """Stage 1: the teacher's decoder and its reconstruction loss (no teacher of its own).
+
+    Options: ``blocks`` (default ``[6, 16, 72, 6]``), ``strides`` (``[2, 2, 2, 1]``), ``channels``
+    (``[24, 96, 384, 1536]``; ``null`` derives them from the strides), ``clip`` (true); ``weight`` is the
+    L1 weight (1 in the authors' face code).
+    """
+
+    needs_teacher = False
+
+    @classmethod
+    def tap_layers(cls, model: nn.Module) -> list[str]:
+        return _last_stage(model)
+
+    def __init__(self, student_shapes: Sequence[torch.Size], teacher_shapes: Sequence[torch.Size],
+                 weight: float = 1.0, blocks: Sequence[int] = (6, 16, 72, 6), strides: Sequence[int] = (2, 2, 2, 1),
+                 channels: Sequence[int] | None = (24, 96, 384, 1536), clip: bool = True) -> None:
+        super().__init__(student_shapes, teacher_shapes, weight)
+        if len(student_shapes) != 1:
+            raise FskdError(f"qualnet-decoder decodes one feature map (layer4), got {len(student_shapes)}")
+        self.decoder = QualNetDecoder(student_shapes[0], blocks, strides, channels)
+        self.clip = clip
+
+    def forward(self, student: list[torch.Tensor], teacher: list[torch.Tensor], batch: dict[str, Any]) -> torch.Tensor:
+        return self.weight * reconstruction_loss(self.decoder(student[0]), batch["hr"], self.clip)
+
+
+@register_distiller("qualnet-lm")
+class QualNetLM(Distiller):
+    """Stage 2: the student's layer4 code, through the teacher's frozen decoder, must give the HR image.
+
+    Options: ``train_bridge`` (false: the bridge stays frozen with the i-RevNet), ``clip`` (true) and the
+    decoder's ``blocks``/``strides``/``channels``, which are read from the teacher checkpoint; given here they
+    must match it (so one recipe can hold both stages). ``weight`` is the L1 weight (1 in the authors' code).
+
+    The teacher's forward pass is not needed, only its checkpoint; the loop runs it anyway as it does for
+    every ``needs_teacher`` method.
+    """
+
+    needs_teacher = True  # the loop only loads the teacher checkpoint for methods that need a teacher
+    wants_teacher_checkpoint = True
+
+    @classmethod
+    def tap_layers(cls, model: nn.Module) -> list[str]:
+        return _last_stage(model)
+
+    def __init__(self, student_shapes: Sequence[torch.Size], teacher_shapes: Sequence[torch.Size],
+                 weight: float = 1.0, teacher_checkpoint: dict[str, Any] | None = None, train_bridge: bool = False,
+                 clip: bool = True, **decoder_options: Any) -> None:
+        super().__init__(student_shapes, teacher_shapes, weight)
+        unknown = sorted(set(decoder_options) - set(DECODER_OPTIONS))
+        if unknown:
+            raise FskdError(f"qualnet-lm: unknown option {unknown[0]!r} (known: train_bridge, clip, {', '.join(DECODER_OPTIONS)})")
+        if teacher_checkpoint is None:
+            raise FskdError("qualnet-lm needs the teacher's checkpoint (its decoder); give --teacher")
+        where = teacher_checkpoint.get("path", "the teacher checkpoint")
+        if teacher_checkpoint.get("method") != "qualnet-decoder":
+            raise FskdError(f"{where}: qualnet-lm needs a teacher trained with `fskd train-teacher --method "
+                            f"qualnet-decoder`; this one was trained with {teacher_checkpoint.get('method')!r}")
+        taught = teacher_checkpoint["config"]["distill"]["options"]
+        defaults = _decoder_defaults()
+        arch = {k: taught.get(k, defaults[k]) for k in DECODER_OPTIONS}
+        for k, v in decoder_options.items():
+            if _as_list(v) != _as_list(arch[k]):
+                raise FskdError(f"qualnet-lm: option {k}={v} differs from the teacher's decoder ({k}={arch[k]}, {where})")
+        if len(student_shapes) != 1 or len(teacher_shapes) != 1:
+            raise FskdError("qualnet-lm decodes one feature map (layer4)")
+        if tuple(student_shapes[0]) != tuple(teacher_shapes[0]):
+            raise FskdError(f"qualnet-lm: the student's layer4 is {tuple(student_shapes[0])}, the teacher's "
+                            f"{tuple(teacher_shapes[0])}; the teacher's bridge takes only the latter")
+        self.decoder = QualNetDecoder(teacher_shapes[0], arch["blocks"], arch["strides"], arch["channels"])
+        try:
+            self.load_state_dict(teacher_checkpoint["distiller"])
+        except RuntimeError as e:
+            raise FskdError(f"{where}: its decoder does not fit ({str(e).splitlines()[0]})") from None
+        self.decoder.requires_grad_(False)
+        self.decoder.bridge.requires_grad_(train_bridge)
+        self.train_bridge, self.clip = train_bridge, clip
+        self.train(self.training)
+
+    def train(self, mode: bool = True) -> QualNetLM:
+        """The i-RevNet stays in eval mode (running BN statistics from the teacher run), whatever the loop asks."""
+        super().train(mode)
+        self.decoder.irevnet.eval()
+        return self
+
+    def forward(self, student: list[torch.Tensor], teacher: list[torch.Tensor], batch: dict[str, Any]) -> torch.Tensor:
+        return self.weight * reconstruction_loss(self.decoder(student[0]), batch["hr"], self.clip)
+
+
+def _decoder_defaults() -> dict[str, Any]:
+    import inspect
+
+    params = inspect.signature(QualNetDecoderLoss.__init__).parameters
+    return {k: params[k].default for k in DECODER_OPTIONS}
+
+
+def _as_list(v: Any) -> Any:
+    return list(v) if isinstance(v, (list, tuple)) else v

@@ -1,0 +1,177 @@
+"""``fskd analyze attention`` (Figure 3), norms/correlation on an iResNet face model (Figures 4-5, paired
+t-test), ``fskd analyze table --paper`` (Tables 1-5) and ``fskd report``, on tiny face-like sets."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from conftest import run_cli
+from test_eval_faces import build_face_runs, one_line_error
+
+from fskd_cli.errors import FskdError
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def faces(tmp_path_factory) -> dict[str, Path]:
+    return build_face_runs(tmp_path_factory.mktemp("faces"), steps=2)
+
+
+def rows_of(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_attention_map_is_the_channel_mean_scaled_to_unit_range():
+    from fskd_cli.analyze.attention import attention_map
+
+    f = torch.tensor([[[[1.0, 3.0], [5.0, 7.0]], [[3.0, 5.0], [7.0, 9.0]]]])  # channel means 2, 4, 6, 8
+    assert attention_map(f)[0].flatten().tolist() == pytest.approx([0.0, 1 / 3, 2 / 3, 1.0])
+    assert attention_map(torch.ones(2, 3, 4, 4)).eq(0).all()  # nothing to show: zeros, not NaN
+
+
+def test_attention_figure_hr_teacher_beside_lr_students(faces, tmp_path):
+    out = tmp_path / "att"
+    first, second = "images/hr/0/0.png", "images/hr/3/1.png"
+    r = run_cli("analyze", "attention", "--teacher", faces["teacher"], "--ckpt", faces["student"],
+                "--data", faces["ver"], "--scale", "8", "--image", first, "--image", second, "--out", out)
+    assert r.returncode == 0, r.stderr
+    assert (out / "attention.png").read_bytes()[:8] == PNG_MAGIC
+    rows = rows_of(out / "attention.csv")
+    assert [(x["image"], x["model"], x["input"]) for x in rows] == [
+        (first, "teacher", "HR"), (second, "teacher", "HR"), (first, "f-skd", "x8 LR"), (second, "f-skd", "x8 LR")]
+    err = one_line_error(run_cli("analyze", "attention", "--teacher", faces["teacher"], "--ckpt", faces["student"],
+                                 "--data", faces["ver"], "--image", "images/hr/nobody.png", "--out", out))
+    assert "manifest.csv: no usable image 'images/hr/nobody.png'" in err
+
+
+def test_attention_stage_random_faces_and_block_choice(faces, tmp_path):
+    from fskd_cli.analyze.attention import analyze_attention
+
+    res = analyze_attention(faces["teacher"], [faces["student"]], str(faces["ver"]), 4, tmp_path, n_images=3, block=2)
+    assert len(res["images"]) == 3 and {r["block"] for r in rows_of(tmp_path / "attention.csv")} == {"B2"}
+    with pytest.raises(FskdError, match="--block must be 1..4, got 5"):
+        analyze_attention(faces["teacher"], [faces["student"]], str(faces["ver"]), 4, tmp_path, block=5)
+    with pytest.raises(FskdError, match="a student checkpoint .* but a teacher checkpoint is needed"):
+        analyze_attention(faces["student"], [faces["student"]], str(faces["ver"]), 4, tmp_path)
+
+
+def test_norms_and_correlation_on_an_iresnet_with_the_paired_t_test(faces, tmp_path):
+    args = ["--teacher", faces["teacher"], "--ckpt", faces["student"], "--data", faces["ver"], "--scale", "4",
+            "--out", tmp_path, "--images", "12"]
+    r = run_cli("analyze", "norms", *args, "--test", "paired")
+    assert r.returncode == 0, r.stderr
+    summary = rows_of(tmp_path / "norms_summary.csv")
+    student = [s for s in summary if s["model"] == "f-skd"]
+    assert [s["block"] for s in student] == ["B1", "B2", "B3", "B4"]
+    assert all(s["test"] == "paired" and 0 <= float(s["p"]) <= 1 for s in student)
+    r = run_cli("analyze", "correlation", *args)
+    assert r.returncode == 0, r.stderr
+    assert len(rows_of(tmp_path / "correlation_summary.csv")) == 4
+    for f in ("norms.png", "correlation.png"):
+        assert (tmp_path / f).read_bytes()[:8] == PNG_MAGIC
+
+
+def fake_run(root: Path, name: str, kind: str, method: str | None = None, scale: str = "4", cbam: bool = False,
+             teacher: str | None = None, teacher_method: str | None = None) -> str:
+    """A run folder with only its config.yaml: all that the table reads about a run."""
+    folder = root / name
+    folder.mkdir(parents=True)
+    cfg = {"kind": kind, "model": {"name": "iresnet50", "kwargs": {"cbam": cbam}},
+           "distill": {"method": method or "base", "scale": scale, "teacher": teacher, "teacher_method": teacher_method}}
+    (folder / "config.yaml").write_text(yaml.safe_dump(cfg))
+    return f"{name}/checkpoint.pt"
+
+
+def write_results(path: Path, rows: list[tuple[str, str, str, str, str, float]]) -> None:
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["run", "method", "dataset", "scale", "metric", "value", "ckpt", "timestamp"])
+        for i, (ckpt, method, dataset, scale, metric, value) in enumerate(rows):
+            w.writerow([Path(ckpt).parent.name, method, dataset, scale, metric, value, ckpt, f"2024-01-01T00:00:{i:02d}"])
+
+
+def test_table_lays_results_out_like_the_paper(tmp_path, monkeypatch):
+    from fskd_cli.analyze.table import results_table
+
+    monkeypatch.chdir(tmp_path)
+    t = fake_run(tmp_path, "t", "teacher", scale="1")
+    s0 = fake_run(tmp_path, "s0/f-skd", "student", "f-skd", teacher=t)
+    s1 = fake_run(tmp_path, "s1/f-skd", "student", "f-skd", teacher=t)
+    b = fake_run(tmp_path, "s0/base", "student", "base")
+    m = fake_run(tmp_path, "multi/f-skd", "student", "f-skd", scale="multi", teacher=t)
+    rows = [(t, "teacher", "agedb", "1", "accuracy", 0.92), (s0, "f-skd", "agedb", "4", "accuracy", 0.870),
+            (s1, "f-skd", "agedb", "4", "accuracy", 0.880), (s0, "f-skd", "agedb", "4", "accuracy", 0.860),
+            (b, "base", "agedb", "4", "accuracy", 0.85), (s0, "f-skd", "agedb[authors]", "4", "accuracy", 0.875)]
+    rows += [(m, "f-skd", "agedb", s, "accuracy", v) for s, v in (("1", 0.92), ("2", 0.91), ("4", 0.87), ("8", 0.76))]
+    write_results(tmp_path / "results.csv", rows)
+
+    md = results_table(tmp_path / "results.csv", tmp_path / "table", paper=True)
+    single, multi = md.split("### agedb: accuracy, multi")[0], md.split("### agedb: accuracy, multi")[1]
+    assert "(paper Table 1(a), 4)" in single
+    assert "| method | 1x | 1x paper | 2x | 2x paper | 4x | 4x paper | 8x | 8x paper |" in single
+    # two seeds (the re-evaluated s0 counts once, with its latest value 0.86); the paper's 87.42 beside them
+    assert "| f-skd | - | - | - | 92.52 | 87.00 ± 1.41 (n=2) | 87.42 | - | 75.97 |" in single
+    assert "| teacher | 92.00 | 92.63 |" in single and "| norm-kd | - | - | - | - | - | 85.18 |" in single
+    assert "Average" in multi and "| f-skd | 92.00 | 92.90 | 91.00 | 91.88 | 87.00 | 87.35 | 76.00 | 76.02 | 86.50 | 87.04 |" in multi
+    assert "### agedb[authors]: accuracy, single" in md  # another protocol is another table, never averaged in
+    cells = rows_of(tmp_path / "table.csv")
+    assert {"setting", "variant", "paper"} <= set(cells[0])
+    assert any(c["method"] == "f-skd" and c["scale"] == "4" and c["runs"] == "2" and c["paper"] == "87.42" for c in cells)
+    # without --paper: no paper columns
+    assert "paper" not in results_table(tmp_path / "results.csv", tmp_path / "plain").split("\n")[4]
+
+
+def test_table_variants_follow_the_runs_configs(tmp_path, monkeypatch):
+    from fskd_cli.analyze.table import results_table
+
+    monkeypatch.chdir(tmp_path)
+    tc = fake_run(tmp_path, "tc", "teacher", scale="1", cbam=True)
+    a = fake_run(tmp_path, "askd", "student", "a-skd", scale="multi", cbam=True, teacher=tc)
+    td = fake_run(tmp_path, "td", "teacher", scale="1", teacher_method="qualnet-decoder")
+    q = fake_run(tmp_path, "fskd-dec", "student", "f-skd", scale="multi", teacher=td)
+    write_results(tmp_path / "results.csv", [(a, "a-skd", "tinyface", "1", "rank1", 0.55),
+                                             (q, "f-skd", "tinyface", "1", "rank1", 0.59),
+                                             (tc, "teacher", "svhn", "1", "accuracy", 0.94)])
+    md = results_table(tmp_path / "results.csv", tmp_path / "t", paper=True)
+    assert "### tinyface: rank1, multi-resolution training, CBAM" in md and "| a-skd | 55.00 | 55.42 |" in md
+    assert "teacher with QualNet's decoder" in md and "| f-skd | 59.00 | 59.47 |" in md
+    assert "| base | - | 57.30 |" in md  # the paper's row we have no run for
+    assert "### svhn: accuracy, single-resolution training, CBAM" in md and "(paper Table 5(b))" in md
+
+
+def test_report_gathers_tables_evals_and_figures(faces, tmp_path):
+    from fskd_cli.evaluate.stage import verification_stage
+
+    results = tmp_path / "results.csv"
+    for ck, scale in ((faces["teacher"], 1), (faces["student"], 4)):
+        verification_stage(ck, faces["ver"], dataset="ver", scale=scale, results=results)
+    figs = tmp_path / "att"
+    from fskd_cli.analyze.attention import analyze_attention
+
+    analyze_attention(faces["teacher"], [faces["student"]], str(faces["ver"]), 4, figs, n_images=2)
+    runs = [faces["teacher"].parent, faces["student"].parent]
+    out = tmp_path / "rep" / "report.md"
+    r = run_cli("report", *runs, "--results", results, "--figures", figs, "--out", out)
+    assert r.returncode == 0, r.stderr
+    md = out.read_text()
+    assert "## Runs" in md and "| teacher | teacher |" in md and "| f-skd | student | F-SKD | 4x |" in md
+    assert "#### ver: accuracy" in md and "| f-skd |" in md
+    assert "### f-skd: ver at 4x (insightface protocol)" in md
+    links = [line[line.index("](") + 2:-1] for line in md.splitlines() if line.startswith("![")]
+    assert len(links) == 3 and all((out.parent / link).exists() for link in links)  # 2 ROC + attention
+    html_out = tmp_path / "rep" / "report.html"
+    r = run_cli("report", *runs, "--results", results, "--figures", figs, "--out", html_out)
+    assert r.returncode == 0, r.stderr
+    page = html_out.read_text()
+    assert page.count("data:image/png;base64,") == 3 and "<table>" in page and "<h2>Runs</h2>" in page
+    err = one_line_error(run_cli("report", tmp_path, "--out", out))
+    assert "not a run folder (no checkpoint.pt or config.yaml in it)" in err
+    assert json.loads((runs[1] / "eval" / "ver_x4_insightface.json").read_text())["protocol"] == "insightface"
