@@ -106,7 +106,8 @@ def test_table_lays_results_out_like_the_paper(tmp_path, monkeypatch):
     s0 = fake_run(tmp_path, "s0/f-skd", "student", "f-skd", teacher=t)
     s1 = fake_run(tmp_path, "s1/f-skd", "student", "f-skd", teacher=t)
     b = fake_run(tmp_path, "s0/base", "student", "base")
-    m = fake_run(tmp_path, "multi/f-skd", "student", "f-skd", scale="multi", teacher=t)
+    td = fake_run(tmp_path, "td", "teacher", scale="1", teacher_method="qualnet-decoder")  # Table 2(a)'s teacher
+    m = fake_run(tmp_path, "multi/f-skd", "student", "f-skd", scale="multi", teacher=td)
     rows = [(t, "teacher", "agedb", "1", "accuracy", 0.92), (s0, "f-skd", "agedb", "4", "accuracy", 0.870),
             (s1, "f-skd", "agedb", "4", "accuracy", 0.880), (s0, "f-skd", "agedb", "4", "accuracy", 0.860),
             (b, "base", "agedb", "4", "accuracy", 0.85), (s0, "f-skd", "agedb[authors]", "4", "accuracy", 0.875)]
@@ -120,7 +121,7 @@ def test_table_lays_results_out_like_the_paper(tmp_path, monkeypatch):
     # two seeds (the re-evaluated s0 counts once, with its latest value 0.86); the paper's 87.42 beside them
     assert "| f-skd | - | - | - | 92.52 | 87.00 ± 1.41 (n=2) | 87.42 | - | 75.97 |" in single
     assert "| teacher | 92.00 | 92.63 |" in single and "| norm-kd | - | - | - | - | - | 85.18 |" in single
-    assert "Average" in multi and "| f-skd | 92.00 | 92.90 | 91.00 | 91.88 | 87.00 | 87.35 | 76.00 | 76.02 | 86.50 | 87.04 |" in multi
+    assert "(paper Table 2(a))" in multi and "Average" in multi and "| f-skd | 92.00 | 92.90 | 91.00 | 91.88 | 87.00 | 87.35 | 76.00 | 76.02 | 86.50 | 87.04 |" in multi
     assert "### agedb[authors]: accuracy, single" in md  # another protocol is another table, never averaged in
     cells = rows_of(tmp_path / "table.csv")
     assert {"setting", "variant", "paper"} <= set(cells[0])
@@ -175,3 +176,9 @@ def test_report_gathers_tables_evals_and_figures(faces, tmp_path):
     err = one_line_error(run_cli("report", tmp_path, "--out", out))
     assert "not a run folder (no checkpoint.pt or config.yaml in it)" in err
     assert json.loads((runs[1] / "eval" / "ver_x4_insightface.json").read_text())["protocol"] == "insightface"
+
+
+def test_new_commands_have_help_with_an_example():
+    for cmd in (["report", "--help"], ["analyze", "attention", "--help"]):
+        r = run_cli(*cmd)
+        assert r.returncode == 0 and "Example" in r.stdout, cmd

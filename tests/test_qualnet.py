@@ -18,6 +18,17 @@ from fskd_cli.models.tap import FeatureTap
 from fskd_cli.train.checkpoint import load_checkpoint
 from fskd_cli.train.loop import train
 
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One intra-op thread: on a shared 2-core machine, two spinning threads per process make these
+    tiny models 10-100x slower, not faster."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 TINY = {"base_width": 4, "input_size": 32, "head": "gap"}
 SMALL_DECODER = {"blocks": [1, 1, 1, 1], "channels": [24, 96, 384, 384]}  # reduced depth and width, for CPUs
 LAYER4 = torch.Size([32, 2, 2])  # iResNet-18, base width 4, 32px input

@@ -86,7 +86,7 @@ def analyze_attention(teacher: Path, students: list[Path], data: str, scale: int
         grid_maps.append([None, None] + [_upsample(maps[label][i], hr.shape[-2:]) for _, _, label in models])
     out.mkdir(parents=True, exist_ok=True)
     write_csv(out / "attention.csv", csv_rows, ["image", "model", "input", "block", "raw_min", "raw_max"])
-    fig = attention_grid(grid_images, grid_maps, columns, [Path(r.path).stem for r in rows], out / "attention.png",
+    fig = attention_grid(grid_images, grid_maps, columns, [_face_name(r.path) for r in rows], out / "attention.png",
                          f"Self-attention maps of block B{block} (channel mean, normalised to [0, 1]); "
                          f"HR teacher vs x{scale} LR students")
     return {"figure": str(fig), "csv": str(out / "attention.csv"), "images": [r.path for r in rows]}
@@ -106,6 +106,11 @@ def _choose_rows(data: str, split: str | None, n_images: int, seed: int, images:
     if not rows:
         raise FskdError(f"{Path(data) / 'manifest.csv'}: no usable images in split {split!r}")
     return rows
+
+
+def _face_name(path: str) -> str:
+    """``images/hr/Abel/0001.png`` -> ``Abel/0001``: the row label of a face."""
+    return str(Path(path.partition("images/hr/")[2] or path).with_suffix(""))
 
 
 def _upsample(a: np.ndarray, size: torch.Size) -> np.ndarray:

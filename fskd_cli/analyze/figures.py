@@ -87,7 +87,7 @@ def correlation_scatter(points: dict[str, list[tuple[np.ndarray, np.ndarray]]], 
             if len(x) > 1 and np.ptp(x) > 0:
                 slope, icept = np.polyfit(x, y, 1)
                 xs = np.array([x.min(), x.max()])
-                ax.plot(xs, slope * xs + icept, color="crimson", linewidth=1)
+                ax.plot(xs, slope * xs + icept, color="black", linestyle="--", linewidth=1)
             ax.text(0.04, 0.95, f"r = {r[m][b]:.2f}", transform=ax.transAxes, va="top", ha="left", fontsize=10,
                     bbox={"boxstyle": "round,pad=0.25", "facecolor": "white", "alpha": 0.85, "edgecolor": "0.7"})
             ax.tick_params(labelsize=7)
@@ -129,9 +129,10 @@ def attention_grid(images: list[list[np.ndarray]], maps: list[list[np.ndarray | 
                 ax.set_ylabel(row_labels[i], fontsize=7)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout(rect=(0, 0, 0.93, 1))
-    if mappable is not None:
+    if mappable is not None:  # the colour scale itself, opaque, not the see-through overlay
         cax = fig.add_axes((0.945, 0.15, 0.015, 0.7))
-        bar = fig.colorbar(mappable, cax=cax)
+        scale = matplotlib.cm.ScalarMappable(norm=matplotlib.colors.Normalize(0.0, 1.0), cmap="jet")
+        bar = fig.colorbar(scale, cax=cax)
         bar.set_label("attention (0 = low, 1 = high)", fontsize=8)
         bar.ax.tick_params(labelsize=7)
     return save_figure(fig, path)

@@ -66,7 +66,7 @@ def results_table(results: Path, out: Path, *, metric: str | None = None, datase
         students = part[part.method != "teacher"]
         groups = {(s, v) for s, v in zip(students.setting, students.variant)}
         groups |= {("single", v) for v in teachers.variant if v not in {g[1] for g in groups}}
-        for setting, variant in sorted(groups):
+        for setting, variant in sorted(groups, key=_group_order):
             rows = pd.concat([students[(students.setting == setting) & (students.variant == variant)],
                               teachers[teachers.variant == variant]])
             md, cells = _section(ds, met, setting, variant, rows, paper)
@@ -155,6 +155,13 @@ def _run_info(ckpt: str, where: str) -> dict[str, str]:
         teacher = _find_config(str(distill.get("teacher") or ""), where) if distill.get("teacher") else None
         variant = "dec" if teacher and (teacher.get("distill") or {}).get("teacher_method") else "plain"
     return {"kind": kind, "setting": setting, "variant": variant}
+
+
+def _group_order(group: tuple[str, str]) -> tuple[int, int, str]:
+    """The paper's order: single-resolution before multi-resolution; plain, decoder, CBAM families."""
+    setting, variant = group
+    families = ["plain", "dec", "cbam"]
+    return (setting != "single", families.index(variant) if variant in families else len(families), variant)
 
 
 def _scale_key(s: str) -> tuple[int, str]:

@@ -57,11 +57,11 @@ def eval_command(
     roc: Annotated[Path | None, typer.Option(help="Verification: ROC PNG (default: beside the eval JSON).")] = None,
     cmc: Annotated[Path | None, typer.Option(help="Identification: CMC PNG (default: beside the eval JSON).")] = None,
     flip: Annotated[bool, typer.Option(help="Identification: add the mirror image's embedding to each feature.")] = True,
-    split: Annotated[str, typer.Option(help="Classification: manifest split to evaluate on.")] = "test",
+    split: Annotated[str | None, typer.Option(help="Classification: manifest split to evaluate on (default: test).")] = None,
     results: Annotated[Path, typer.Option(help="CSV that every eval appends one row per figure to.")] = Path("results.csv"),
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
     batch_size: Annotated[int, typer.Option(help="Images per forward pass (verification/identification add "
-                                                 "their mirrors to it).", min=1)] = 128,
+                                                 "their mirrors to it).", min=1)] = 64,
 ) -> None:
     """Evaluate a checkpoint on LR (or HR) test images: accuracy, 1:1 verification or 1:N identification.
 

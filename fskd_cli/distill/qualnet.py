@@ -41,7 +41,8 @@ from ..errors import FskdError
 from ..models.irevnet import IRevNet
 from . import Distiller, register_distiller
 
-DECODER_OPTIONS = ("blocks", "strides", "channels")
+# i-RevNet-301 for 112x112 faces, as in the F-SKD authors' QualNet code (see the module docstring)
+DEFAULT_DECODER: dict[str, Any] = {"blocks": (6, 16, 72, 6), "strides": (2, 2, 2, 1), "channels": (24, 96, 384, 1536)}
 
 
 class QualNetDecoder(nn.Module):
@@ -82,7 +83,8 @@ class QualNetDecoderLoss(Distiller):
 
     Options: ``blocks`` (default ``[6, 16, 72, 6]``), ``strides`` (``[2, 2, 2, 1]``), ``channels``
     (``[24, 96, 384, 1536]``; ``null`` derives them from the strides), ``clip`` (true); ``weight`` is the
-    L1 weight (1 in the authors' face code).
+    L1 weight (1 in the authors' face code). For CPU tests, ``blocks: [1, 1, 1, 1]`` with
+    ``channels: [24, 96, 384, 384]`` is an i-RevNet of 1.3M parameters instead of 126M, same strides.
     """
 
     needs_teacher = False
@@ -92,8 +94,9 @@ class QualNetDecoderLoss(Distiller):
         return _last_stage(model)
 
     def __init__(self, student_shapes: Sequence[torch.Size], teacher_shapes: Sequence[torch.Size],
-                 weight: float = 1.0, blocks: Sequence[int] = (6, 16, 72, 6), strides: Sequence[int] = (2, 2, 2, 1),
-                 channels: Sequence[int] | None = (24, 96, 384, 1536), clip: bool = True) -> None:
+                 weight: float = 1.0, blocks: Sequence[int] = DEFAULT_DECODER["blocks"],
+                 strides: Sequence[int] = DEFAULT_DECODER["strides"],
+                 channels: Sequence[int] | None = DEFAULT_DECODER["channels"], clip: bool = True) -> None:
         super().__init__(student_shapes, teacher_shapes, weight)
         if len(student_shapes) != 1:
             raise FskdError(f"qualnet-decoder decodes one feature map (layer4), got {len(student_shapes)}")
@@ -112,11 +115,11 @@ class QualNetLM(Distiller):
     decoder's ``blocks``/``strides``/``channels``, which are read from the teacher checkpoint; given here they
     must match it (so one recipe can hold both stages). ``weight`` is the L1 weight (1 in the authors' code).
 
-    The teacher's forward pass is not needed, only its checkpoint; the loop runs it anyway as it does for
-    every ``needs_teacher`` method.
+    The teacher's forward pass is not needed, only its checkpoint (``needs_teacher = False``), so the loop
+    loads the checkpoint but runs no teacher forward.
     """
 
-    needs_teacher = True  # the loop only loads the teacher checkpoint for methods that need a teacher
+    needs_teacher = False
     wants_teacher_checkpoint = True
 
     @classmethod
@@ -127,9 +130,9 @@ class QualNetLM(Distiller):
                  weight: float = 1.0, teacher_checkpoint: dict[str, Any] | None = None, train_bridge: bool = False,
                  clip: bool = True, **decoder_options: Any) -> None:
         super().__init__(student_shapes, teacher_shapes, weight)
-        unknown = sorted(set(decoder_options) - set(DECODER_OPTIONS))
+        unknown = sorted(set(decoder_options) - set(DEFAULT_DECODER))
         if unknown:
-            raise FskdError(f"qualnet-lm: unknown option {unknown[0]!r} (known: train_bridge, clip, {', '.join(DECODER_OPTIONS)})")
+            raise FskdError(f"qualnet-lm: unknown option {unknown[0]!r} (known: train_bridge, clip, {', '.join(DEFAULT_DECODER)})")
         if teacher_checkpoint is None:
             raise FskdError("qualnet-lm needs the teacher's checkpoint (its decoder); give --teacher")
         where = teacher_checkpoint.get("path", "the teacher checkpoint")
@@ -137,8 +140,7 @@ class QualNetLM(Distiller):
             raise FskdError(f"{where}: qualnet-lm needs a teacher trained with `fskd train-teacher --method "
                             f"qualnet-decoder`; this one was trained with {teacher_checkpoint.get('method')!r}")
         taught = teacher_checkpoint["config"]["distill"]["options"]
-        defaults = _decoder_defaults()
-        arch = {k: taught.get(k, defaults[k]) for k in DECODER_OPTIONS}
+        arch = {k: taught.get(k, default) for k, default in DEFAULT_DECODER.items()}
         for k, v in decoder_options.items():
             if _as_list(v) != _as_list(arch[k]):
                 raise FskdError(f"qualnet-lm: option {k}={v} differs from the teacher's decoder ({k}={arch[k]}, {where})")
@@ -165,13 +167,6 @@ class QualNetLM(Distiller):
 
     def forward(self, student: list[torch.Tensor], teacher: list[torch.Tensor], batch: dict[str, Any]) -> torch.Tensor:
         return self.weight * reconstruction_loss(self.decoder(student[0]), batch["hr"], self.clip)
-
-
-def _decoder_defaults() -> dict[str, Any]:
-    import inspect
-
-    params = inspect.signature(QualNetDecoderLoss.__init__).parameters
-    return {k: params[k].default for k in DECODER_OPTIONS}
 
 
 def _as_list(v: Any) -> Any:

@@ -60,7 +60,7 @@ def evaluate_benchmark(benchmark: str, ckpt: str | Path, *, scale: int = 1, data
                        results: str | Path = "results.csv", protocol: str | None = None,
                        cross_resolution: bool = False, scores_csv: str | Path | None = None,
                        roc_png: str | Path | None = None, cmc_png: str | Path | None = None, flip: bool = True,
-                       split: str = "test", device: str = "cpu", batch_size: int = 128) -> dict[str, Any]:
+                       split: str | None = None, device: str = "cpu", batch_size: int = 128) -> dict[str, Any]:
     """Evaluate ``ckpt`` on ``benchmark`` (a key of :data:`BENCHMARKS`); return the eval JSON's payload.
 
     The ROC (verification) or CMC (identification) PNG goes by default beside the JSON in
@@ -74,7 +74,8 @@ def evaluate_benchmark(benchmark: str, ckpt: str | Path, *, scale: int = 1, data
             raise FskdError(f"`fskd eval {benchmark}` needs --data (a folder written by `fskd prepare`)")
         data = default_data
     _check_options(benchmark, task, protocol=protocol is not None, cross_resolution=cross_resolution,
-                   save_scores=scores_csv is not None, roc=roc_png is not None, cmc=cmc_png is not None)
+                   save_scores=scores_csv is not None, roc=roc_png is not None, cmc=cmc_png is not None,
+                   split=split is not None)
     if protocol is not None and protocol not in PROTOCOLS:
         raise FskdError(f"--protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
     name = benchmark if default_data else Path(data).name
@@ -86,8 +87,8 @@ def evaluate_benchmark(benchmark: str, ckpt: str | Path, *, scale: int = 1, data
         return identification_stage(ckpt, data, dataset=name, scale=scale, cross_resolution=cross_resolution,
                                     flip=flip, results=results, cmc_png=cmc_png, device=device, batch_size=batch_size,
                                     benchmark=benchmark)
-    return classification_stage(ckpt, data, dataset=name, scale=scale, split=split, results=results, device=device,
-                                batch_size=batch_size, benchmark=benchmark)
+    return classification_stage(ckpt, data, dataset=name, scale=scale, split=split or "test", results=results,
+                                device=device, batch_size=batch_size, benchmark=benchmark)
 
 
 # option -> the tasks it applies to
@@ -97,6 +98,7 @@ _OPTION_TASKS = {
     "roc": ("verification",),
     "cmc": ("identification",),
     "cross_resolution": ("verification", "identification"),
+    "split": ("classification",),  # 1:1 and 1:N sets are defined by their pairs and roles, not a split
 }
 
 

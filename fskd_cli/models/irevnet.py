@@ -24,6 +24,8 @@ for 112x112 faces (``[6, 16, 72, 6]`` blocks, strides ``[2, 2, 2, 1]``, ``[24, 9
 conv bridge. The image side is the code side times ``2 * prod(strides)``, so the same layout decodes a
 2x2 code to a 32x32 digit; i-RevNet's CIFAR layout (``[18, 18, 18]``, ``[1, 2, 2]``, ``[16, 64, 256]``)
 decodes a 512x4x4 code to 32x32. ``blocks=[1, 1, 1, 1]`` is the reduced depth for CPU tests.
+i-RevNet's classifier head (BN, ReLU, pooling, linear on the code) and its dropout (rate 0 in every
+layout above) are left out: here the network only decodes.
 """
 
 from __future__ import annotations

@@ -187,7 +187,7 @@ def train(cfg: RunConfig, out: str | Path, *, kind: str, resume: bool = False, s
     method = cfg.distill.method if student_kind else cfg.distill.teacher_method
     if method:
         cls = get_distiller_class(method)
-        if cls.needs_teacher:
+        if cls.needs_teacher or cls.wants_teacher_checkpoint:
             if not student_kind:
                 raise FskdError(f"method {method!r} distils from a teacher; use it with `fskd distill`")
             if not cfg.distill.teacher:
@@ -195,6 +195,8 @@ def train(cfg: RunConfig, out: str | Path, *, kind: str, resume: bool = False, s
             teacher, teacher_ck = load_teacher(cfg.distill.teacher, model, device)
         extra = {"teacher_checkpoint": teacher_ck} if cls.wants_teacher_checkpoint else {}
         t_shapes = feature_shapes(teacher, cls.tap_layers(teacher)) if teacher is not None else []
+        if not cls.needs_teacher:  # only its checkpoint is used (QualNet's decoder): no teacher forward
+            teacher = None
         distiller = create_distiller(method, feature_shapes(model, cls.tap_layers(model)), t_shapes,
                                      weight=cfg.distill.weight, **cfg.distill.options, **extra).to(device)
     # channels_last only on CUDA: on the CPU, torch 2.14's backward of a 1x1 stride-2 convolution (every
