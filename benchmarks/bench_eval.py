@@ -6,7 +6,7 @@ prepared dataset: read the LR PNG from disk, mirror it, one forward pass for bot
 synthetic 112 x 112 images, then extrapolates to 12,000. Untrained weights: throughput does not depend
 on them. The numbers are measured on a sample and extrapolated; the script says so in its output.
 
-    .venv/bin/python benchmarks/bench_eval.py                   # iResNet-50 and -18, 2 threads, ~2-3 min
+    .venv/bin/python benchmarks/bench_eval.py                   # iResNet-50 and -18, 2 threads, ~1.5 min
     .venv/bin/python benchmarks/bench_eval.py --images 256 --models iresnet18 --threads 4
 """
 
@@ -48,9 +48,9 @@ def bench(name: str, ds: PairDataset, scale: int, batch_size: int) -> float:
     """Images per second (each image counted once; its mirror goes through the model with it)."""
     model = create_model(name, input_size=SIZE).eval()
     warm = PairDataset(ds.root, "test", (scale,), cache=False, rows=ds.rows[:min(8, len(ds))])
-    embed_with_mirror(model, warm, scale, batch_size=batch_size)  # first-call overheads (allocator, kernels)
+    embed_with_mirror(model, warm, scale, batch_size=batch_size, progress=False)  # first-call overheads
     start = time.perf_counter()
-    emb, mirror = embed_with_mirror(model, ds, scale, batch_size=batch_size)
+    emb, mirror = embed_with_mirror(model, ds, scale, batch_size=batch_size, progress=False)
     seconds = time.perf_counter() - start
     assert emb.shape == mirror.shape == (len(ds), model.embedding_size)
     return len(ds) / seconds
@@ -59,7 +59,7 @@ def bench(name: str, ds: PairDataset, scale: int, batch_size: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", default=["iresnet50", "iresnet18"])
-    parser.add_argument("--images", type=int, default=96, help="images timed per model (each with its mirror)")
+    parser.add_argument("--images", type=int, default=128, help="images timed per model (each with its mirror)")
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads (the CPU cores used)")
     parser.add_argument("--batch-size", type=int, default=32, help="images per forward pass (+ as many mirrors)")
     parser.add_argument("--scale", type=int, default=4, choices=(2, 4, 8))

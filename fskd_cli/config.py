@@ -64,7 +64,11 @@ class DistillConfig:
     weight: float = 5.0  # lambda, paper Section 4.3
     teacher: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
-    teacher_method: str | None = None  # an auxiliary loss for the teacher run itself (e.g. qualnet-decoder)
+    # an auxiliary loss for the teacher run itself (e.g. qualnet-decoder), with its own weight and options,
+    # so one recipe can hold a teacher run and its students
+    teacher_method: str | None = None
+    teacher_weight: float = 1.0
+    teacher_options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -106,7 +110,7 @@ def load_recipe(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any
 def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for k, v in over.items():
-        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) and k not in ("kwargs", "head_kwargs", "options") else v
+        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) and k not in ("kwargs", "head_kwargs", "options", "teacher_options") else v
     return out
 
 

@@ -16,16 +16,6 @@ from fskd_cli.train.checkpoint import load_checkpoint
 from fskd_cli.train.loop import feature_shapes, train
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: on a shared 2-core machine, two spinning threads per process make these
-    tiny models 10-100x slower, not faster."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 TINY = {"base_width": 4, "input_size": 32, "head": "gap"}
 
 

@@ -121,11 +121,16 @@ def test_table_lays_results_out_like_the_paper(tmp_path, monkeypatch):
     # two seeds (the re-evaluated s0 counts once, with its latest value 0.86); the paper's 87.42 beside them
     assert "| f-skd | - | - | - | 92.52 | 87.00 ± 1.41 (n=2) | 87.42 | - | 75.97 |" in single
     assert "| teacher | 92.00 | 92.63 |" in single and "| norm-kd | - | - | - | - | - | 85.18 |" in single
-    assert "(paper Table 2(a))" in multi and "Average" in multi and "| f-skd | 92.00 | 92.90 | 91.00 | 91.88 | 87.00 | 87.35 | 76.00 | 76.02 | 86.50 | 87.04 |" in multi
+    assert "(paper Table 2(a))" in multi and "Average" in multi
+    assert "| f-skd +Dec | 92.00 | 92.90 | 91.00 | 91.88 | 87.00 | 87.35 | 76.00 | 76.02 | 86.50 | 87.04 |" in multi
+    # Table 1(a)'s rows in the paper's order: both teachers, Base, FitNet, RKD, F-SKD, QualNet-LM, F-SKD (+Dec)
+    order = [line.split(" | ")[0][2:] for line in single.splitlines() if line.startswith("| ") and "---" not in line]
+    assert order == ["method", "teacher", "teacher +Dec", "base", "fitnet", "norm-kd", "rkd", "f-skd", "qualnet-lm",
+                     "f-skd +Dec"]
     assert "### agedb[authors]: accuracy, single" in md  # another protocol is another table, never averaged in
     cells = rows_of(tmp_path / "table.csv")
-    assert {"setting", "variant", "paper"} <= set(cells[0])
-    assert any(c["method"] == "f-skd" and c["scale"] == "4" and c["runs"] == "2" and c["paper"] == "87.42" for c in cells)
+    assert {"setting", "family", "row", "paper"} <= set(cells[0])
+    assert any(c["row"] == "f-skd" and c["scale"] == "4" and c["runs"] == "2" and c["paper"] == "87.42" for c in cells)
     # without --paper: no paper columns
     assert "paper" not in results_table(tmp_path / "results.csv", tmp_path / "plain").split("\n")[4]
 
@@ -142,10 +147,10 @@ def test_table_variants_follow_the_runs_configs(tmp_path, monkeypatch):
                                              (q, "f-skd", "tinyface", "1", "rank1", 0.59),
                                              (tc, "teacher", "svhn", "1", "accuracy", 0.94)])
     md = results_table(tmp_path / "results.csv", tmp_path / "t", paper=True)
-    assert "### tinyface: rank1, multi-resolution training, CBAM" in md and "| a-skd | 55.00 | 55.42 |" in md
-    assert "teacher with QualNet's decoder" in md and "| f-skd | 59.00 | 59.47 |" in md
+    assert "### tinyface: rank1, multi-resolution training, iResNet+CBAM" in md and "| a-skd | 55.00 | 55.42 |" in md
+    assert "QualNet's decoder" in md and "| f-skd +Dec | 59.00 | 59.47 |" in md
     assert "| base | - | 57.30 |" in md  # the paper's row we have no run for
-    assert "### svhn: accuracy, single-resolution training, CBAM" in md and "(paper Table 5(b))" in md
+    assert "### svhn: accuracy, single-resolution training, iResNet+CBAM" in md and "(paper Table 5(b))" in md
 
 
 def test_report_gathers_tables_evals_and_figures(faces, tmp_path):
@@ -165,7 +170,7 @@ def test_report_gathers_tables_evals_and_figures(faces, tmp_path):
     md = out.read_text()
     assert "## Runs" in md and "| teacher | teacher |" in md and "| f-skd | student | F-SKD | 4x |" in md
     assert "#### ver: accuracy" in md and "| f-skd |" in md
-    assert "### f-skd: ver at 4x (insightface protocol)" in md
+    assert "| f-skd | ver | 4x | insightface; left 4x, right 4x | 40 pairs | accuracy " in md
     links = [line[line.index("](") + 2:-1] for line in md.splitlines() if line.startswith("![")]
     assert len(links) == 3 and all((out.parent / link).exists() for link in links)  # 2 ROC + attention
     html_out = tmp_path / "rep" / "report.html"

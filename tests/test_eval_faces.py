@@ -219,8 +219,9 @@ def test_user_mistakes_name_the_file(faces, tmp_path):
     err = one_line_error(run_cli("eval", "verification", "--data", no_pairs, "--ckpt", ck))
     assert f"{no_pairs / 'pairs.csv'}: not found" in err
     # a set of the wrong task
-    err = one_line_error(run_cli("eval", "identification", "--data", faces["ver"], "--ckpt", ck))
-    assert "meta.yaml: a verification set, but `fskd eval identification` needs an identification set" in err
+    with pytest.raises(FskdError, match="meta.yaml: a verification set, but `fskd eval identification` needs an "
+                                        "identification set"):
+        evaluate_benchmark("identification", ck, data=faces["ver"])
     with pytest.raises(FskdError, match="a train set, but `fskd eval agedb` needs a verification set"):
         evaluate_benchmark("agedb", ck, data=faces["train"])
     # a checkpoint of the wrong kind: a 32px model on a 112px set, and a file that is no checkpoint
@@ -243,5 +244,5 @@ def test_user_mistakes_name_the_file(faces, tmp_path):
         evaluate_benchmark("verification", ck, data=faces["ver"], cmc_png=tmp_path / "x.png")
     with pytest.raises(FskdError, match="needs --data"):
         evaluate_benchmark("identification", ck)
-    err = one_line_error(run_cli("eval", "tinyface", "--data", faces["ident"], "--ckpt", ck, "--protocol", "authors"))
-    assert "--protocol does not apply to `fskd eval tinyface`" in err
+    with pytest.raises(FskdError, match="--protocol does not apply to `fskd eval tinyface`"):
+        evaluate_benchmark("tinyface", ck, data=faces["ident"], protocol="authors")

@@ -19,16 +19,6 @@ from fskd_cli.train.checkpoint import load_checkpoint
 from fskd_cli.train.loop import train
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: on a shared 2-core machine, two spinning threads per process make these
-    tiny models 10-100x slower, not faster."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 TINY = {"base_width": 4, "input_size": 32, "head": "gap"}
 SMALL_DECODER = {"blocks": [1, 1, 1, 1], "channels": [24, 96, 384, 384]}  # reduced depth and width, for CPUs
 LAYER4 = torch.Size([32, 2, 2])  # iResNet-18, base width 4, 32px input
@@ -111,12 +101,12 @@ def qualnet_runs(tmp_path_factory, tiny_digits):
     recipe = {"name": "tiny", "data": {"path": str(tiny_digits)},
               "model": {"name": "iresnet18", "kwargs": TINY},
               "train": {"batch_size": 16, "lr": 0.05, "epochs": 1, "milestones": [1], "log_every": 1},
-              "distill": {"scale": "4", "weight": 1.0, "options": SMALL_DECODER}}
+              "distill": {"scale": "4", "weight": 1.0, "teacher_options": SMALL_DECODER}}
     path = tmp / "r.yaml"
     path.write_text(yaml.safe_dump(recipe))
     # fskd train-teacher --method qualnet-decoder
     teacher = train(resolve(path, {"distill.teacher_method": "qualnet-decoder"}), tmp / "t", kind="teacher", stop_after=2)
-    # fskd distill --method qualnet-lm --teacher T (the same recipe: its decoder options must match the teacher's)
+    # fskd distill --method qualnet-lm --teacher T (the same recipe: the decoder layout comes from the teacher)
     student = train(resolve(path, {"distill.method": "qualnet-lm", "distill.teacher": str(teacher)}), tmp / "s",
                     kind="student", stop_after=3)
     return teacher, student, path

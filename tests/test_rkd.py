@@ -15,16 +15,6 @@ from fskd_cli.train.checkpoint import load_checkpoint
 from fskd_cli.train.loop import train
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: on a shared 2-core machine, two spinning threads per process make these
-    tiny models 10-100x slower, not faster."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 # teacher: a right isosceles triangle; student: the same with one leg doubled
 T = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
 S = torch.tensor([[0.0, 0.0], [2.0, 0.0], [0.0, 1.0]])

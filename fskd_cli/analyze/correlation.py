@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from ..io import write_csv
-from .features import load_models, paired_features
+from .features import load_models, paired_features, sample_rows
 from .figures import correlation_scatter
 from .stats import RunningPearson
 
@@ -19,6 +19,7 @@ SCATTER_POINTS = 4000  # per block and student, drawn uniformly from all feature
 def analyze_correlation(teacher: Path, students: list[Path], data: str, scale: int, out: Path, *,
                         split: str | None = "test", n_images: int = 1000, seed: int = 0, device: str = "cpu") -> dict:
     t_ck, s_cks = load_models(teacher, students)
+    n_used = len(sample_rows(data, split, n_images, seed))  # n_images 0 means all of them
     rows, summary, points, pooled = [], [], {}, {}
     for ck in s_cks:
         stats: list[RunningPearson] = []
@@ -32,7 +33,7 @@ def analyze_correlation(teacher: Path, students: list[Path], data: str, scale: i
                 per_image = stats[b].update(t, s)
                 rows += [{"image": p, "model": ck["label"], "block": f"B{b + 1}", "r": f"{r:.6g}"}
                          for p, r in zip(batch_paths, per_image.tolist())]
-                k = max(1, SCATTER_POINTS * len(batch_paths) // max(n_images, 1))
+                k = max(1, SCATTER_POINTS * len(batch_paths) // n_used)
                 pick = torch.randint(t[0].numel() * len(t), (k,), generator=g)
                 samples[b].append((t.flatten()[pick].numpy(), s.flatten()[pick].numpy()))
         pooled[ck["label"]] = [s.r for s in stats]

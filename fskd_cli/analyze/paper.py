@@ -13,8 +13,9 @@ comparison:
 - ``dec``: iResNet-50 student, iResNet-50+decoder teacher (QualNet-LM and its F-SKD rows);
 - ``cbam``: iResNet-50+CBAM teacher and student (A-SKD and its F-SKD rows, Tables 1(b), 2(b), 3, 5(b)).
 
-The ``base`` rows belong to ``plain`` and ``dec`` alike (they have no teacher), which
-:func:`paper_value` handles.
+The paper puts ``plain`` and ``dec`` in one table part (a), sharing its ``base`` row (a base student
+has no teacher), and ``cbam`` in part (b); :data:`FAMILIES` says so, and :func:`row_label` tells the two
+F-SKD rows of part (a) apart.
 
 Known slips of the paper, kept as printed and noted here: Table 2's second column header reads
 "64 x 64" where 56 x 56 (2x) is meant; the improvements quoted in the text (e.g. "+3.0 %" on AgeDB-30
@@ -43,18 +44,26 @@ METHOD_NAMES = {
     "teacher": "HR teacher", "base": "Base", "fitnet": "FitNet", "norm-kd": "Norm-KD", "rkd": "RKD",
     "a-skd": "A-SKD", "qualnet-lm": "QualNet-LM", "f-skd": "F-SKD",
 }
-VARIANT_NAMES = {
-    "plain": "plain teacher (paper: iResNet50 -> iResNet50)",
-    "dec": "teacher with QualNet's decoder (paper: iResNet50+Dec -> iResNet50)",
-    "cbam": "CBAM teacher and student (paper: iResNet50+CBAM)",
+# A table part groups the families the paper compares in one table: (a) plain and decoder teachers
+# (their Base row is shared), (b) CBAM.
+FAMILIES = {"plain": "a", "dec": "a", "cbam": "b"}
+FAMILY_NAMES = {
+    "a": "iResNet teacher and student; '+Dec': the teacher has QualNet's decoder (paper part (a))",
+    "b": "iResNet+CBAM teacher and student (paper part (b))",
 }
-# (dataset, setting, variant) -> the paper table it matches
+# (dataset, setting, family) -> the paper table it matches
 TABLES = {
-    ("agedb", "single", "plain"): "1(a), 4", ("agedb", "single", "dec"): "1(a)", ("agedb", "single", "cbam"): "1(b)",
-    ("agedb", "multi", "dec"): "2(a)", ("agedb", "multi", "plain"): "2(a)", ("agedb", "multi", "cbam"): "2(b)",
-    ("tinyface", "multi", "dec"): "3", ("tinyface", "multi", "plain"): "3", ("tinyface", "multi", "cbam"): "3",
-    ("svhn", "single", "plain"): "5(a)", ("svhn", "single", "dec"): "5(a)", ("svhn", "single", "cbam"): "5(b)",
+    ("agedb", "single", "a"): "1(a), 4", ("agedb", "single", "b"): "1(b)",
+    ("agedb", "multi", "a"): "2(a)", ("agedb", "multi", "b"): "2(b)",
+    ("tinyface", "multi", "a"): "3", ("tinyface", "multi", "b"): "3",
+    ("svhn", "single", "a"): "5(a)", ("svhn", "single", "b"): "5(b)",
 }
+
+
+def row_label(method: str, variant: str) -> str:
+    """A table row: the method, marked ``+Dec`` when its teacher has the decoder (Table 1(a)'s second
+    F-SKD row); QualNet-LM always has that teacher and Base has none, so they stay unmarked."""
+    return f"{method} +Dec" if variant == "dec" and method not in ("qualnet-lm", "base") else method
 
 
 def method_name(method: str) -> str:
@@ -123,19 +132,13 @@ PAPER: list[PaperNumber] = [
 ]
 
 
-def paper_rows(dataset: str, metric: str, setting: str, variant: str) -> dict[tuple[str, str], float]:
-    """``{(method, scale): percent}`` of the paper for one comparison; the ``base`` rows of ``plain``
-    serve ``dec`` too (and vice versa for TinyFace, whose ``base`` is listed under ``dec``)."""
-    found = {(p.method, p.scale): p.value for p in PAPER
-             if (p.dataset, p.metric, p.setting, p.variant) == (dataset, metric, setting, variant)}
-    if variant in ("plain", "dec"):
-        other = "dec" if variant == "plain" else "plain"
-        for p in PAPER:
-            if (p.dataset, p.metric, p.setting, p.variant, p.method) == (dataset, metric, setting, other, "base"):
-                found.setdefault((p.method, p.scale), p.value)
-    return found
+def paper_rows(dataset: str, metric: str, setting: str, family: str) -> dict[tuple[str, str], float]:
+    """``{(row label, scale): percent}`` of the paper for one table part (``a`` or ``b``)."""
+    return {(row_label(p.method, p.variant), p.scale): p.value for p in PAPER
+            if (p.dataset, p.metric, p.setting, FAMILIES[p.variant]) == (dataset, metric, setting, family)}
 
 
 def paper_value(dataset: str, metric: str, setting: str, variant: str, method: str, scale: str) -> float | None:
     """The paper's percentage for one cell, or ``None`` when the paper has no such number."""
-    return paper_rows(dataset, metric, setting, variant).get((method, scale))
+    rows = paper_rows(dataset, metric, setting, FAMILIES[variant])
+    return rows.get((row_label(method, variant), scale))

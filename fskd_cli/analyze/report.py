@@ -130,34 +130,38 @@ def _tables_section(folders: list[Path], results: Path, md_path: Path, paper: bo
 
 
 def _evals_section(folders: list[Path], here: Path) -> list[str]:
-    lines = ["## Evaluations", ""]
-    found = False
+    """One summary row per eval JSON, then each eval's ROC or CMC figure with a caption."""
+    rows, figures = [], []
     for f in folders:
         for js in sorted((f / "eval").glob("*.json")):
             try:
                 ev = json.loads(js.read_text(encoding="utf-8"))
             except (OSError, json.JSONDecodeError):
                 continue
-            found = True
-            what = ev.get("protocol")
-            head = f"### {f.name}: {ev.get('dataset', js.stem)} at {ev.get('scale', '?')}x"
-            lines += [head + (f" ({what} protocol)" if what else ""), ""]
-            facts = []
+            m = ev.get("metrics") or {}
             if "pairs" in ev:
-                facts.append(f"{ev['pairs']} pairs in {ev.get('folds', 10)} folds"
-                             + (f", {ev['missing_pairs']} with a missing image (counted wrong)" if ev.get("missing_pairs") else ""))
-                facts.append(f"left image {ev.get('left_scale')}x, right image {ev.get('right_scale')}x; {ev.get('decision', '')}")
-            if "probes" in ev:
-                facts.append(f"{ev['probes']} probes, gallery of {ev.get('gallery')} + {ev.get('distractors')} distractors")
-            lines += [f"- {x}" for x in facts] + ([""] if facts else [])
-            lines += ["| metric | value |", "|---|---|"]
-            lines += [f"| {k} | {_fmt(v)} |" for k, v in (ev.get("metrics") or {}).items()]
-            lines.append("")
+                how = f"{ev.get('protocol')}; left {ev.get('left_scale')}x, right {ev.get('right_scale')}x"
+                size = f"{ev['pairs']} pairs" + (f" ({ev['missing_pairs']} missing)" if ev.get("missing_pairs") else "")
+            elif "probes" in ev:
+                how = f"probes {ev.get('probe_scale')}x, gallery {ev.get('gallery_scale')}x"
+                size = f"{ev['probes']} probes, {ev.get('gallery')} + {ev.get('distractors')} distractors"
+            else:
+                how, size = f"split {ev.get('split', '?')}", f"{ev.get('images', '?')} images"
+            shown = ", ".join(f"{k} {_pct(v)}" for k, v in m.items())
+            rows.append(f"| {f.name} | {ev.get('dataset', js.stem)} | {ev.get('scale', '?')}x | {how} | {size} | {shown} |")
             for key in ("roc_png", "cmc_png"):
                 png = _existing(ev.get(key), js.parent)
                 if png:
-                    lines += [f"![{key[:3].upper()} of {f.name}]({_rel(png, here)})", ""]
-    return lines if found else lines + ["No evals yet (`runs/NAME/eval/*.json`).", ""]
+                    figures += [f"![{key[:3].upper()} of {f.name}]({_rel(png, here)})", "",
+                                f"*{f.name}: {ev.get('dataset')} at {ev.get('scale')}x, {how}*", ""]
+    if not rows:
+        return ["## Evaluations", "", "No evals yet (`runs/NAME/eval/*.json`).", ""]
+    return (["## Evaluations", "", "Rates in %.", "", "| run | benchmark | scale | how | size | metrics |",
+             "|---|---|---|---|---|---|", *rows, ""] + (["### ROC and CMC curves", "", *figures] if figures else []))
+
+
+def _pct(v: Any) -> str:
+    return f"{100 * v:.2f}" if isinstance(v, float) and 0 <= v <= 1 else _fmt(v)
 
 
 def _figures_section(folder: Path, here: Path) -> list[str]:

@@ -1,10 +1,13 @@
 """``fskd analyze table``: results.csv laid out like the paper's Tables 1-5, methods x scales.
 
-One table per comparison, as the paper splits them: dataset and metric, the training setting
-(``single``-resolution, Tables 1, 4, 5; ``multi``-resolution, Tables 2, 3) and the network family
-(``plain`` iResNet teacher, ``dec`` teacher with QualNet's decoder, ``cbam``). The setting and family of
-a run are read from the ``config.yaml`` beside its checkpoint (and its teacher's); a run whose config
-cannot be found counts as ``single``/``plain``. The HR teacher's row is shown in every table of its family.
+One table per comparison, as the paper splits them: dataset, the training setting (``single``-resolution,
+Tables 1, 4, 5; ``multi``-resolution, Tables 2, 3) and the table part: (a) iResNet teachers, plain or
+with QualNet's decoder (those rows are marked ``+Dec``, like Table 1(a)'s second F-SKD row), and (b)
+CBAM. The setting and family of a run are read from the ``config.yaml`` beside its checkpoint (and its
+teacher's); a run whose config cannot be found counts as ``single`` and plain. The HR teacher's row is
+shown in every table of its part. Each table shows the headline metric (accuracy, or rank-1 for 1:N
+sets) per scale, and the other metrics (std over folds, TAR@FAR, AUC, rank-k, mAP) in a compact table
+under it.
 
 Several runs of one method at one scale (seeds) become ``mean ± std (n=...)``, so a table never hides
 the spread that decides whether a difference means anything. A run evaluated twice counts once, with
@@ -25,14 +28,16 @@ import yaml
 from ..errors import FskdError
 from ..evaluate.results import RESULT_FIELDS
 from ..io import write_csv, write_text
-from .paper import TABLES, VARIANT_NAMES, paper_rows
+from .paper import FAMILIES, FAMILY_NAMES, TABLES, paper_rows, row_label
 
-METHOD_ORDER = ["teacher", "base", "fitnet", "norm-kd", "rkd", "a-skd", "qualnet-lm", "f-skd"]
+# rows in the paper's order: Table 1(a) is Base, FitNet, RKD, F-SKD, then QualNet-LM and its F-SKD
+ROW_ORDER = ["teacher", "teacher +Dec", "base", "fitnet", "norm-kd", "rkd", "a-skd", "f-skd", "qualnet-lm", "f-skd +Dec"]
 SCALE_ORDER = ["1", "2", "4", "8", "multi", "avg"]
 SCALE_NAMES = {"avg": "Average"}
-PERCENT_METRICS = ("accuracy", "accuracy_std", "rank1", "rank5", "rank10", "rank20", "mAP", "auc",
-                   "tar@far=1e-3", "tar@far=1e-4")
-CSV_FIELDS = ["dataset", "metric", "setting", "variant", "method", "scale", "mean", "std", "runs", "paper"]
+HEADLINE_METRICS = ("accuracy", "rank1")  # the paper's tables: verification/classification accuracy, rank-1
+PERCENT_METRICS = ("accuracy", "accuracy_std", "tar@far=1e-3", "tar@far=1e-4", "auc",
+                   "rank1", "rank5", "rank10", "rank20", "mAP")
+CSV_FIELDS = ["dataset", "metric", "setting", "family", "row", "scale", "mean", "std", "runs", "paper"]
 
 
 def results_table(results: Path, out: Path, *, metric: str | None = None, dataset: str | None = None,
@@ -59,17 +64,26 @@ def results_table(results: Path, out: Path, *, metric: str | None = None, datase
     info = pd.DataFrame([_run_info(c, str(where)) for c in df.ckpt], index=df.index)
     df = pd.concat([df, info], axis=1)
     df.loc[df.kind == "teacher", "method"] = "teacher"
+    df["family"] = df.variant.map(lambda v: FAMILIES.get(v, v))
+    df["row"] = [row_label(m, v) for m, v in zip(df.method, df.variant)]
 
     tables, csv_rows = [], []
-    for (ds, met), part in df.groupby(["dataset", "metric"], sort=True):
+    for ds, part in df.groupby("dataset", sort=True):
         teachers = part[part.method == "teacher"]
         students = part[part.method != "teacher"]
-        groups = {(s, v) for s, v in zip(students.setting, students.variant)}
-        groups |= {("single", v) for v in teachers.variant if v not in {g[1] for g in groups}}
-        for setting, variant in sorted(groups, key=_group_order):
-            rows = pd.concat([students[(students.setting == setting) & (students.variant == variant)],
-                              teachers[teachers.variant == variant]])
-            md, cells = _section(ds, met, setting, variant, rows, paper)
+        groups = {(s, f) for s, f in zip(students.setting, students.family)}
+        groups |= {("single", f) for f in teachers.family if f not in {g[1] for g in groups}}
+        for setting, family in sorted(groups, key=_group_order):
+            rows = pd.concat([students[(students.setting == setting) & (students.family == family)],
+                              teachers[teachers.family == family]])
+            present = list(dict.fromkeys(rows.metric))
+            headline = next((m for m in HEADLINE_METRICS if m in present), sorted(present)[0])
+            md, cells = _section(ds, headline, setting, family, rows[rows.metric == headline], paper)
+            others = rows[rows.metric != headline]
+            if not others.empty:
+                more, more_cells = _other_metrics(ds, setting, family, others)
+                md += "\n\n" + more
+                cells += more_cells
             tables.append(md)
             csv_rows += cells
     md = "\n\n".join(tables) + "\n"
@@ -157,36 +171,38 @@ def _run_info(ckpt: str, where: str) -> dict[str, str]:
     return {"kind": kind, "setting": setting, "variant": variant}
 
 
-def _group_order(group: tuple[str, str]) -> tuple[int, int, str]:
-    """The paper's order: single-resolution before multi-resolution; plain, decoder, CBAM families."""
-    setting, variant = group
-    families = ["plain", "dec", "cbam"]
-    return (setting != "single", families.index(variant) if variant in families else len(families), variant)
+def _group_order(group: tuple[str, str]) -> tuple[bool, str]:
+    """The paper's order: single-resolution before multi-resolution, then part (a) before (b)."""
+    setting, family = group
+    return (setting != "single", family)
+
+
+def _row_key(row: str) -> tuple[int, str]:
+    return (ROW_ORDER.index(row) if row in ROW_ORDER else len(ROW_ORDER), row)
 
 
 def _scale_key(s: str) -> tuple[int, str]:
     return (SCALE_ORDER.index(s) if s in SCALE_ORDER else len(SCALE_ORDER), s)
 
 
-def _section(ds: str, met: str, setting: str, variant: str, rows: pd.DataFrame, paper: bool
+def _section(ds: str, met: str, setting: str, family: str, rows: pd.DataFrame, paper: bool
              ) -> tuple[str, list[dict[str, Any]]]:
     """One paper-style table: a row per method, a column (pair, with ``paper``) per scale."""
     runs = rows.copy()
     if setting == "multi":  # the paper's Average column: each run's mean over the four resolutions
-        per_run = runs[runs.method != "teacher"].groupby(["ckpt", "method"])
-        avg = [{"ckpt": c, "method": m, "scale": "avg", "value": g.value.mean()}
+        per_run = runs[runs.method != "teacher"].groupby(["ckpt", "row"])
+        avg = [{"ckpt": c, "row": m, "scale": "avg", "value": g.value.mean()}
                for (c, m), g in per_run if set(g.scale) >= {"1", "2", "4", "8"}]
         runs = pd.concat([runs, pd.DataFrame(avg)], ignore_index=True) if avg else runs
-    stats = runs.groupby(["method", "scale"])["value"].agg(["mean", "std", "count"])
-    theirs = paper_rows(base_dataset(ds), met, setting, variant) if paper else {}
+    stats = runs.groupby(["row", "scale"])["value"].agg(["mean", "std", "count"])
+    theirs = paper_rows(base_dataset(ds), met, setting, family) if paper else {}
     paper = bool(theirs)  # a dataset or metric the paper does not report gets no empty columns
-    methods = sorted(set(stats.index.get_level_values(0)) | {m for m, _ in theirs},
-                     key=lambda m: (METHOD_ORDER.index(m) if m in METHOD_ORDER else len(METHOD_ORDER), m))
+    methods = sorted(set(stats.index.get_level_values(0)) | {m for m, _ in theirs}, key=_row_key)
     scales = sorted(set(stats.index.get_level_values(1)) | {s for _, s in theirs}, key=_scale_key)
     pct = met in PERCENT_METRICS or (runs.value <= 1.0).all()
 
-    table_ref = TABLES.get((base_dataset(ds), setting, variant)) if paper else None
-    title = f"### {ds}: {met}, {setting}-resolution training, {VARIANT_NAMES.get(variant, variant)}"
+    table_ref = TABLES.get((base_dataset(ds), setting, family)) if paper else None
+    title = f"### {ds}: {met}, {setting}-resolution training, {FAMILY_NAMES.get(family, family)}"
     lines = [title + (f" (paper Table {table_ref})" if table_ref and theirs else ""), "",
              "mean ± std over runs (n = runs)" + (", in %" if pct else "")
              + ("; `paper`: the paper's number, as printed (%)" if paper else ""), ""]
@@ -205,12 +221,36 @@ def _section(ds: str, met: str, setting: str, variant: str, rows: pd.DataFrame, 
                 p = theirs.get((m, s))
                 line.append("-" if p is None else f"{p:.2f}")
             if ours is not None or (paper and (m, s) in theirs):
-                cells.append({"dataset": ds, "metric": met, "setting": setting, "variant": variant, "method": m,
+                cells.append({"dataset": ds, "metric": met, "setting": setting, "family": family, "row": m,
                               "scale": s,
                               "mean": "" if ours is None else f"{ours['mean']:.6f}",
                               "std": "" if ours is None or pd.isna(ours["std"]) else f"{ours['std']:.6f}",
                               "runs": 0 if ours is None else int(ours["count"]),
                               "paper": "" if (m, s) not in theirs else f"{theirs[(m, s)]:.2f}"})
+        lines.append("| " + " | ".join(line) + " |")
+    return "\n".join(lines), cells
+
+
+def _other_metrics(ds: str, setting: str, family: str, rows: pd.DataFrame) -> tuple[str, list[dict[str, Any]]]:
+    """The metrics besides the headline one, compactly: a row per (method, scale), a column per metric."""
+    stats = rows.groupby(["row", "scale", "metric"])["value"].agg(["mean", "std", "count"])
+    metrics = sorted(set(rows.metric), key=lambda m: (PERCENT_METRICS.index(m) if m in PERCENT_METRICS else 99, m))
+    keys = sorted({(m, s) for m, s, _ in stats.index}, key=lambda k: (_row_key(k[0]), _scale_key(k[1])))
+    lines = ["Other metrics (mean ± std over runs; rates in %):", "",
+             "| method | scale | " + " | ".join(metrics) + " |", "|" + "---|" * (len(metrics) + 2)]
+    cells = []
+    for m, s in keys:
+        line = [m, SCALE_NAMES.get(s, f"{s}x")]
+        for met in metrics:
+            if (m, s, met) in stats.index:
+                r = stats.loc[(m, s, met)]
+                line.append(_cell(r, met in PERCENT_METRICS or r["mean"] <= 1.0))
+                cells.append({"dataset": ds, "metric": met, "setting": setting, "family": family, "row": m,
+                              "scale": s, "mean": f"{r['mean']:.6f}",
+                              "std": "" if pd.isna(r["std"]) else f"{r['std']:.6f}", "runs": int(r["count"]),
+                              "paper": ""})
+            else:
+                line.append("-")
         lines.append("| " + " | ".join(line) + " |")
     return "\n".join(lines), cells
 

@@ -139,7 +139,7 @@ class QualNetLM(Distiller):
         if teacher_checkpoint.get("method") != "qualnet-decoder":
             raise FskdError(f"{where}: qualnet-lm needs a teacher trained with `fskd train-teacher --method "
                             f"qualnet-decoder`; this one was trained with {teacher_checkpoint.get('method')!r}")
-        taught = teacher_checkpoint["config"]["distill"]["options"]
+        taught = teacher_checkpoint["config"]["distill"]["teacher_options"]
         arch = {k: taught.get(k, default) for k, default in DEFAULT_DECODER.items()}
         for k, v in decoder_options.items():
             if _as_list(v) != _as_list(arch[k]):

@@ -47,7 +47,8 @@ def embed(model: nn.Module, ds: PairDataset, scale: int, *, batch_size: int = 25
 
 @torch.inference_mode()
 def embed_with_mirror(model: nn.Module, ds: PairDataset, scale: int, *, batch_size: int = 128,
-                      device: str | torch.device = "cpu", label: str = "embedding") -> tuple[torch.Tensor, torch.Tensor]:
+                      device: str | torch.device = "cpu", label: str = "embedding",
+                      progress: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """Embeddings ``[N, D]`` of every image of ``ds`` at ``scale`` and of its horizontal mirror.
 
     Each image is read once; it and its mirror go through the model in one forward pass of
@@ -58,15 +59,15 @@ def embed_with_mirror(model: nn.Module, ds: PairDataset, scale: int, *, batch_si
     model = model.to(device).eval()
     embs: list[torch.Tensor] = []
     mirrors: list[torch.Tensor] = []
-    with Progress(transient=True) as progress:
-        task = progress.add_task(f"{label} x{scale} (+ mirror)", total=len(ds))
+    with Progress(transient=True, disable=not progress) as bar:
+        task = bar.add_task(f"{label} x{scale} (+ mirror)", total=len(ds))
         for keys in eval_batches(len(ds), batch_size, scale):
             _, lr, _, _ = ds.__getitems__(keys)
             x = to_input(lr, device)
             out = model(torch.cat([x, x.flip(-1)])).float().cpu()
             embs.append(out[:len(keys)])
             mirrors.append(out[len(keys):])
-            progress.advance(task, len(keys))
+            bar.advance(task, len(keys))
     return torch.cat(embs), torch.cat(mirrors)
 
 

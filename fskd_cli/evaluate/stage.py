@@ -27,7 +27,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from rich.console import Console
 
 from ..data.dataset import PairDataset, parse_scale
 from ..data.manifest import Row, read_manifest, read_meta, read_pairs
@@ -38,8 +37,6 @@ from .identification import DISTRACTOR, REPORTED_RANKS, identification_accuracy
 from .plots import plot_cmc, plot_roc
 from .results import record
 from .verification import FARS, PROTOCOLS, save_scores, verification_accuracy
-
-console = Console(stderr=True)
 
 # benchmark name -> (task, default data folder); `verification`/`identification` take any prepared set
 BENCHMARKS: dict[str, tuple[str, str | None]] = {

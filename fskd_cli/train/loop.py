@@ -197,8 +197,10 @@ def train(cfg: RunConfig, out: str | Path, *, kind: str, resume: bool = False, s
         t_shapes = feature_shapes(teacher, cls.tap_layers(teacher)) if teacher is not None else []
         if not cls.needs_teacher:  # only its checkpoint is used (QualNet's decoder): no teacher forward
             teacher = None
+        weight, options = ((cfg.distill.weight, cfg.distill.options) if student_kind
+                           else (cfg.distill.teacher_weight, cfg.distill.teacher_options))
         distiller = create_distiller(method, feature_shapes(model, cls.tap_layers(model)), t_shapes,
-                                     weight=cfg.distill.weight, **cfg.distill.options, **extra).to(device)
+                                     weight=weight, **options, **extra).to(device)
     # channels_last only on CUDA: on the CPU, torch 2.14's backward of a 1x1 stride-2 convolution (every
     # ResNet shortcut) corrupts memory in channels_last (seen here: "free(): invalid next size")
     channels_last = cfg.train.channels_last and device.type == "cuda"
