@@ -24,19 +24,22 @@ def tiny_digits(tmp_path_factory) -> Path:
     return out
 
 
-@pytest.fixture()
-def tiny_recipe(tmp_path, tiny_digits) -> Path:
-    recipe = {
-        "name": "tiny",
-        "seed": 0,
-        "data": {"path": str(tiny_digits)},
-        "model": {"name": "resnet_32", "kwargs": {"layers": [1, 1, 1, 1], "width": 4}, "head": "softmax"},
-        "train": {"batch_size": 32, "lr": 0.05, "epochs": 2, "milestones": [1], "log_every": 3},
-        "distill": {"method": "f-skd", "scale": "4", "weight": 5.0},
-    }
-    path = tmp_path / "tiny.yaml"
+TINY_RESNET = {"name": "resnet_32", "kwargs": {"layers": [1, 1, 1, 1], "width": 4}}
+
+
+def write_recipe(path: Path, data_path: Path, **sections) -> Path:
+    """A recipe for a tiny ResNet on ``data_path``; ``sections`` replace the defaults section by section."""
+    recipe = {"name": "tiny", "data": {"path": str(data_path)}, "model": TINY_RESNET,
+              "train": {"batch_size": 32, "lr": 0.05, "epochs": 2, "milestones": [1], "log_every": 3},
+              "distill": {"method": "f-skd", "scale": "4", "weight": 5.0}}
+    recipe.update(sections)
     path.write_text(yaml.safe_dump(recipe))
     return path
+
+
+@pytest.fixture()
+def tiny_recipe(tmp_path, tiny_digits) -> Path:
+    return write_recipe(tmp_path / "tiny.yaml", tiny_digits)
 
 
 def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:

@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from conftest import run_cli
+from conftest import run_cli, write_recipe
 
 
 def one_line_error(result) -> str:
@@ -22,15 +22,9 @@ def one_line_error(result) -> str:
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory, tiny_digits):
     """prepare -> train-teacher -> distill (f-skd, base) -> eval -> analyze, all through the CLI."""
-    import yaml
-
     tmp = tmp_path_factory.mktemp("cli")
-    recipe = tmp / "r.yaml"
-    recipe.write_text(yaml.safe_dump({
-        "name": "tiny", "data": {"path": str(tiny_digits)},
-        "model": {"name": "resnet_32", "kwargs": {"layers": [1, 1, 1, 1], "width": 4}},
-        "train": {"batch_size": 32, "lr": 0.05, "epochs": 1, "milestones": [1], "log_every": 3},
-        "distill": {"scale": "4"}}))
+    recipe = write_recipe(tmp / "r.yaml", tiny_digits, distill={"scale": "4"},
+                          train={"batch_size": 32, "lr": 0.05, "epochs": 1, "milestones": [1], "log_every": 3})
     runs, results = tmp / "runs", tmp / "results.csv"
     r = run_cli("train-teacher", "--recipe", recipe, "--out", runs / "t")
     assert r.returncode == 0, r.stderr

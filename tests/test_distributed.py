@@ -9,10 +9,11 @@ import sys
 
 import pytest
 import torch
-import yaml
 
 from fskd_cli.data.dataset import PairBatchSampler
 from fskd_cli.train.loop import _Shard
+
+from conftest import write_recipe
 
 
 def test_shards_partition_every_global_batch():
@@ -24,11 +25,7 @@ def test_shards_partition_every_global_batch():
 
 @pytest.mark.skipif(shutil.which("torchrun", path=os.path.dirname(sys.executable)) is None, reason="torchrun not installed")
 def test_two_processes_match_one(tmp_path, tiny_digits):
-    recipe = tmp_path / "r.yaml"
-    recipe.write_text(yaml.safe_dump({
-        "name": "ddp", "data": {"path": str(tiny_digits)},
-        "model": {"name": "resnet_32", "kwargs": {"layers": [1, 1, 1, 1], "width": 4}},
-        "train": {"batch_size": 32, "lr": 0.01, "steps": 4, "log_every": 1}}))
+    recipe = write_recipe(tmp_path / "r.yaml", tiny_digits, train={"batch_size": 32, "lr": 0.01, "steps": 4, "log_every": 1})
     env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
     torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
     two = subprocess.run([torchrun, "--standalone", "--nproc_per_node=2", "-m", "fskd_cli", "train-teacher",

@@ -9,16 +9,14 @@ import sys
 import time
 
 import torch
-import yaml
+
+from conftest import write_recipe
 
 
 def test_resume_after_a_real_kill_is_exact(tmp_path, tiny_digits):
-    recipe = tmp_path / "r.yaml"
-    recipe.write_text(yaml.safe_dump({
-        "name": "kill", "data": {"path": str(tiny_digits), "flip": True},
-        "model": {"name": "resnet_32", "kwargs": {"layers": [1, 1, 1, 1], "width": 4}},
-        "train": {"batch_size": 16, "lr": 0.02, "epochs": 4, "milestones": [2], "log_every": 5, "ckpt_every": 3,
-                  "deterministic": True}}))
+    recipe = write_recipe(tmp_path / "r.yaml", tiny_digits, data={"path": str(tiny_digits), "flip": True},
+                          train={"batch_size": 16, "lr": 0.02, "epochs": 4, "milestones": [2], "log_every": 5,
+                                 "ckpt_every": 3, "deterministic": True})
     cmd = [sys.executable, "-m", "fskd_cli", "train-teacher", "--recipe", str(recipe)]
     env = {**os.environ, "COLUMNS": "200"}
     straight = subprocess.run([*cmd, "--out", str(tmp_path / "straight")], capture_output=True, text=True, env=env, timeout=300)

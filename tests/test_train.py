@@ -12,6 +12,8 @@ from fskd_cli.errors import FskdError
 from fskd_cli.train.checkpoint import load_checkpoint
 from fskd_cli.train.loop import train
 
+from conftest import write_recipe
+
 
 def log_rows(run):
     with open(run / "log.csv") as f:
@@ -20,16 +22,8 @@ def log_rows(run):
 
 @pytest.fixture(scope="module")
 def teacher(tmp_path_factory, tiny_digits):
-    from fskd_cli.config import resolve as _resolve
-    import yaml
-
     tmp = tmp_path_factory.mktemp("teacher")
-    recipe = tmp / "r.yaml"
-    recipe.write_text(yaml.safe_dump({
-        "name": "tiny", "data": {"path": str(tiny_digits)},
-        "model": {"name": "resnet_32", "kwargs": {"layers": [1, 1, 1, 1], "width": 4}},
-        "train": {"batch_size": 32, "lr": 0.05, "epochs": 2, "milestones": [1], "log_every": 3}}))
-    return train(_resolve(recipe), tmp / "t", kind="teacher")
+    return train(resolve(write_recipe(tmp / "r.yaml", tiny_digits)), tmp / "t", kind="teacher")
 
 
 def test_checkpoint_is_complete_and_weights_only(teacher):

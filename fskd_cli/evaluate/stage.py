@@ -115,7 +115,9 @@ def _load(ckpt: str | Path, data: str | Path, task: str, benchmark: str) -> tupl
     """The checkpoint and the dataset's meta, with the dataset checked to be of ``task``."""
     ck = load_checkpoint(ckpt)
     meta = read_meta(data)
-    if meta["task"] != task:
+    # a training set with held-out identities (`fskd prepare holdout`) carries pairs.csv: it verifies too
+    holdout_pairs = task == "verification" and (Path(data) / "pairs.csv").exists()
+    if meta["task"] != task and not holdout_pairs:
         raise FskdError(f"{Path(data) / 'meta.yaml'}: a {meta['task']} set, but `fskd eval {benchmark}` "
                         f"needs {'an' if task[0] in 'aeiou' else 'a'} {task} set")
     return ck, meta
