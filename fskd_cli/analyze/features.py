@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -71,5 +71,3 @@ def paired_features(t_ck: dict[str, Any], s_ck: dict[str, Any], data: str, split
 def per_image_norms(feats: list[torch.Tensor]) -> list[torch.Tensor]:
     return [f.flatten(1).norm(dim=1) for f in feats]
 
-
-Reducer = Callable[[list[torch.Tensor]], list[torch.Tensor]]

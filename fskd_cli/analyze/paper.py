@@ -48,8 +48,8 @@ METHOD_NAMES = {
 # (their Base row is shared), (b) CBAM.
 FAMILIES = {"plain": "a", "dec": "a", "cbam": "b"}
 FAMILY_NAMES = {
-    "a": "iResNet teacher and student; '+Dec': the teacher has QualNet's decoder (paper part (a))",
-    "b": "iResNet+CBAM teacher and student (paper part (b))",
+    "a": "plain teacher and student; '+Dec': the teacher has QualNet's decoder (paper part (a))",
+    "b": "teacher and student with CBAM (paper part (b))",
 }
 # (dataset, setting, family) -> the paper table it matches
 TABLES = {

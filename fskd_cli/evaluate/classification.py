@@ -15,7 +15,7 @@ def classification_accuracy(ck: dict[str, Any], data: str, scale: int, split: st
                             device: str = "cpu", batch_size: int = 256) -> tuple[dict[str, float], dict[str, Any]]:
     model, head = build_model(ck)
     ds = dataset_for(data, split, parse_scale(scale))
-    emb, _ = embed(model, ds, scale, batch_size=batch_size, device=device, label="accuracy")
+    emb = embed(model, ds, scale, batch_size=batch_size, device=device, label="accuracy")
     with torch.inference_mode():
         pred = head.cpu()(emb).argmax(1)
     correct = (pred == ds.labels).float()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -12,37 +12,22 @@ from torch import nn
 
 from ..data.dataset import PairDataset, eval_batches, to_input
 from ..data.manifest import Row
-from ..models.tap import FeatureTap
 
 
 @torch.inference_mode()
 def embed(model: nn.Module, ds: PairDataset, scale: int, *, batch_size: int = 256, device: str | torch.device = "cpu",
-          flip: bool = False, features: Callable[[list[torch.Tensor]], list[torch.Tensor]] | None = None,
-          label: str = "embedding") -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """Embeddings ``[N, D]`` of every image of ``ds`` at ``scale`` (mirrored when ``flip``).
-
-    With ``features``, the tapped block outputs of each batch are passed through it (to reduce them, e.g.
-    to per-image norms) and returned concatenated per block; the full maps are never all kept in memory.
-    """
+          flip: bool = False, label: str = "embedding") -> torch.Tensor:
+    """Embeddings ``[N, D]`` of every image of ``ds`` at ``scale`` (mirrored when ``flip``)."""
     device = torch.device(device)
     model = model.to(device).eval()
-    tap = FeatureTap(model, model.feature_layers) if features is not None else None
     embs: list[torch.Tensor] = []
-    feats: list[list[torch.Tensor]] = []
-    try:
-        with Progress(transient=True) as progress:
-            task = progress.add_task(f"{label} x{scale}", total=len(ds))
-            for keys in eval_batches(len(ds), batch_size, scale, flip):
-                _, lr, _, _ = ds.__getitems__(keys)
-                embs.append(model(to_input(lr, device)).float().cpu())
-                if tap is not None:
-                    feats.append([f.cpu() for f in features(tap.features)])
-                progress.advance(task, len(keys))
-    finally:
-        if tap is not None:
-            tap.remove()
-    blocks = [torch.cat(b) for b in zip(*feats)] if feats else []
-    return torch.cat(embs), blocks
+    with Progress(transient=True) as progress:
+        task = progress.add_task(f"{label} x{scale}", total=len(ds))
+        for keys in eval_batches(len(ds), batch_size, scale, flip):
+            _, lr, _, _ = ds.__getitems__(keys)
+            embs.append(model(to_input(lr, device)).float().cpu())
+            progress.advance(task, len(keys))
+    return torch.cat(embs)
 
 
 @torch.inference_mode()

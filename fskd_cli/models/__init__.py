@@ -47,9 +47,4 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
 
 
 def _import_all() -> None:
-    from . import resnet_cifar  # noqa: F401  (registers on import)
-
-    try:
-        from . import iresnet  # noqa: F401
-    except ImportError:
-        pass
+    from . import iresnet, resnet_cifar  # noqa: F401  (they register their builders on import)
