@@ -147,10 +147,10 @@ def test_table_variants_follow_the_runs_configs(tmp_path, monkeypatch):
                                              (q, "f-skd", "tinyface", "1", "rank1", 0.59),
                                              (tc, "teacher", "svhn", "1", "accuracy", 0.94)])
     md = results_table(tmp_path / "results.csv", tmp_path / "t", paper=True)
-    assert "### tinyface: rank1, multi-resolution training, iResNet+CBAM" in md and "| a-skd | 55.00 | 55.42 |" in md
+    assert "### tinyface: rank1, multi-resolution training, teacher and student with CBAM" in md and "| a-skd | 55.00 | 55.42 |" in md
     assert "QualNet's decoder" in md and "| f-skd +Dec | 59.00 | 59.47 |" in md
     assert "| base | - | 57.30 |" in md  # the paper's row we have no run for
-    assert "### svhn: accuracy, single-resolution training, iResNet+CBAM" in md and "(paper Table 5(b))" in md
+    assert "### svhn: accuracy, single-resolution training, teacher and student with CBAM" in md and "(paper Table 5(b))" in md
 
 
 def test_report_gathers_tables_evals_and_figures(faces, tmp_path):
