@@ -8,9 +8,7 @@ links to half a PNG.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Protocol
 
 import matplotlib
@@ -21,6 +19,8 @@ import numpy as np  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
+
+from ..io import atomic_path  # noqa: E402
 
 
 class RocCurve(Protocol):
@@ -77,14 +77,6 @@ def _finish(ax: Axes, title: str, xlabel: str, ylabel: str) -> None:
 
 
 def _save_png(fig: Figure, path: str | os.PathLike) -> None:
-    """Save to a temp ``.png`` beside ``path`` and rename it onto ``path``: old file or new, never half."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=150, bbox_inches="tight")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    """Write atomically (old file or new, never half); the temp name is not .png, so name the format."""
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=150, bbox_inches="tight")
