@@ -82,4 +82,5 @@ analyze: evaluate
 	$(FSKD) analyze table --results $(RESULTS) --out $(OUT)/reports/table
 
 test: venv
+	$(VENV)/bin/ruff check fskd_cli tests benchmarks
 	$(VENV)/bin/python -m pytest

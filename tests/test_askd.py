@@ -6,13 +6,13 @@ import pytest
 import torch
 import yaml
 
-from fskd_cli.config import resolve
+from fskd_cli.core.config import resolve
 from fskd_cli.distill import create_distiller, get_distiller_class
-from fskd_cli.errors import FskdError
+from fskd_cli.core.errors import FskdError
 from fskd_cli.models import create_model
 from fskd_cli.models.iresnet import CBAM, attention_layers
 from fskd_cli.models.tap import FeatureTap
-from fskd_cli.train.checkpoint import load_checkpoint
+from fskd_cli.core.checkpoint import load_checkpoint
 from fskd_cli.train.loop import feature_shapes, train
 
 

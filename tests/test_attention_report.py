@@ -14,7 +14,7 @@ import yaml
 from conftest import run_cli
 from test_eval_faces import build_face_runs, one_line_error
 
-from fskd_cli.errors import FskdError
+from fskd_cli.core.errors import FskdError
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

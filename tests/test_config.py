@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from fskd_cli.config import resolve
-from fskd_cli.errors import FskdError
+from fskd_cli.core.config import resolve
+from fskd_cli.core.errors import FskdError
 
 
 def write(path, data):

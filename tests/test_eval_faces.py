@@ -19,7 +19,7 @@ from conftest import run_cli
 from face_fixtures import pattern
 
 from fskd_cli.data.manifest import DatasetWriter, Row
-from fskd_cli.errors import FskdError
+from fskd_cli.core.errors import FskdError
 from fskd_cli.evaluate.verification import accuracy_from_scores
 
 SIZE = 32
@@ -64,7 +64,7 @@ def build_face_runs(root: Path, steps: int = 30) -> dict[str, Path]:
 
     30 steps make the embeddings discriminative enough for thresholds off the grid's first value.
     """
-    from fskd_cli.config import resolve
+    from fskd_cli.core.config import resolve
     from fskd_cli.train.loop import train
 
     train_set = write_set(root / "train", "train", [(i, k, "") for i in range(4) for k in range(8)],
@@ -198,7 +198,7 @@ def test_identification_of_native_size_faces_resizes_them(faces, tmp_path):
 
 
 def test_eval_digits_still_works_through_the_stage(tiny_digits, tmp_path):
-    from fskd_cli.config import resolve
+    from fskd_cli.core.config import resolve
     from fskd_cli.evaluate.stage import evaluate_benchmark
     from fskd_cli.train.loop import train
 

@@ -7,7 +7,7 @@ import pytest
 
 from fskd_cli.data.holdout import hold_out
 from fskd_cli.data.manifest import DatasetWriter, Row, read_manifest, read_meta, read_pairs
-from fskd_cli.errors import FskdError
+from fskd_cli.core.errors import FskdError
 
 
 @pytest.fixture()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fskd_cli.errors import FskdError
+from fskd_cli.core.errors import FskdError
 from fskd_cli.models import create_model
 from fskd_cli.models.iresnet import attention_layers
 from fskd_cli.models.tap import FeatureTap

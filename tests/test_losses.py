@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from fskd_cli.distill import create_distiller, method_names
-from fskd_cli.errors import FskdError
+from fskd_cli.core.errors import FskdError
 
 SHAPES = [torch.Size([2, 1, 1])]
 

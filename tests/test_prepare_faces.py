@@ -19,7 +19,7 @@ from face_fixtures import decode, encode, make_tinyface, pattern, shared, with_m
 from fskd_cli.data import manifest
 from fskd_cli.data.manifest import DatasetWriter, load_image, read_manifest, read_pairs
 from fskd_cli.data.prepare_faces import prepare_faces
-from fskd_cli.errors import FskdError
+from fskd_cli.core.errors import FskdError
 
 
 def _rec(folder: Path, n: int) -> Path:

@@ -3,21 +3,22 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 import torch.nn.functional as F
 import yaml
 
-from fskd_cli.config import resolve
+from fskd_cli.core.checkpoint import load_checkpoint
+from fskd_cli.core.config import resolve
+from fskd_cli.core.errors import FskdError
 from fskd_cli.distill import create_distiller
 from fskd_cli.distill.qualnet import QualNetDecoder, reconstruction_loss
-from fskd_cli.errors import FskdError
 from fskd_cli.models import create_model
 from fskd_cli.models.irevnet import IRevNet
 from fskd_cli.models.tap import FeatureTap
-from fskd_cli.train.checkpoint import load_checkpoint
 from fskd_cli.train.loop import train
-
 
 TINY = {"base_width": 4, "input_size": 32, "head": "gap"}
 SMALL_DECODER = {"blocks": [1, 1, 1, 1], "channels": [24, 96, 384, 384]}  # reduced depth and width, for CPUs
@@ -91,7 +92,7 @@ def test_decoder_loss_goes_down():
         opt.step()
         losses.append(loss.item())
     # slow at first, as in the authors' setup: the clip to [0, 1] stops the gradient of most pixels
-    assert all(b < a for a, b in zip(losses, losses[1:])) and losses[-1] < 0.95 * losses[0]
+    assert all(b < a for a, b in zip(losses, losses[1:], strict=False)) and losses[-1] < 0.95 * losses[0]
 
 
 @pytest.fixture(scope="module")
@@ -130,7 +131,8 @@ def test_qualnet_lm_loss_goes_down_through_the_frozen_decoder(qualnet_runs):
     torch.manual_seed(0)
     model = create_model("iresnet18", **TINY)
     tap = FeatureTap(model, ["layer4"])
-    d = create_distiller("qualnet-lm", [LAYER4], [LAYER4], weight=1.0, teacher_checkpoint=teacher_ck)
+    d = create_distiller("qualnet-lm", [LAYER4], [LAYER4], weight=1.0, teacher_checkpoint=teacher_ck,
+                         init="scratch", train_bridge=False)
     d.train()
     assert not d.decoder.irevnet.training  # BN keeps the teacher's running statistics
     assert not any(p.requires_grad for p in d.parameters())
@@ -145,13 +147,18 @@ def test_qualnet_lm_loss_goes_down_through_the_frozen_decoder(qualnet_runs):
         loss.backward()
         opt.step()
         losses.append(loss.item())
-    assert all(b < a for a, b in zip(losses, losses[1:])) and losses[-1] < 0.98 * losses[0]
+    assert all(b < a for a, b in zip(losses, losses[1:], strict=False)) and losses[-1] < 0.98 * losses[0]
 
 
 def test_qualnet_lm_checks_its_teacher(qualnet_runs):
     teacher_ck = load_checkpoint(qualnet_runs[0])
     make = lambda **kw: create_distiller("qualnet-lm", [LAYER4], [LAYER4], teacher_checkpoint=teacher_ck, **kw)  # noqa: E731
-    assert make(train_bridge=True).decoder.bridge.weight.requires_grad  # the authors' code trains it
+    assert make().decoder.bridge.weight.requires_grad  # the authors' code trains it
+    assert not make(train_bridge=False).decoder.bridge.weight.requires_grad
+    with pytest.raises(FskdError, match="init='copy'"):
+        make(init="copy")
+    with pytest.raises(FskdError, match="freeze_bn='some'"):
+        make(freeze_bn="some")
     with pytest.raises(FskdError, match="blocks.*differs from the teacher"):
         make(blocks=[6, 16, 72, 6])
     with pytest.raises(FskdError, match="unknown option 'depth'"):
@@ -162,3 +169,61 @@ def test_qualnet_lm_checks_its_teacher(qualnet_runs):
         create_distiller("qualnet-lm", [LAYER4], [LAYER4], teacher_checkpoint={**teacher_ck, "method": None})
     with pytest.raises(FskdError, match="--teacher"):
         create_distiller("qualnet-lm", [LAYER4], [LAYER4])
+
+
+def _block_bn_weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in model.state_dict().items() if re.fullmatch(r"layer\d\.\d+\.bn\d\.(weight|bias)", k)}
+
+
+def test_qualnet_lm_starts_from_the_teacher_encoder(qualnet_runs):
+    """The authors' stage 2: student = stage-1 encoder, block BN affine frozen, bridge trained; head new."""
+    teacher_ck = load_checkpoint(qualnet_runs[0])
+    torch.manual_seed(1)
+    model, head = create_model("iresnet18", **TINY), torch.nn.Linear(32, 10)
+    d = create_distiller("qualnet-lm", [LAYER4], [LAYER4], weight=1.0, teacher_checkpoint=teacher_ck)
+    d.init_student(model, head, teacher_ck)
+    assert all(torch.equal(v, teacher_ck["model"][k]) for k, v in model.state_dict().items())
+    frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
+    # the BNs inside blocks (bn1..bn3), not the stem's bn1 nor the shortcut's downsample.1
+    assert frozen == set(_block_bn_weights(model)) and len(frozen) == 8 * 3 * 2
+    assert "bn1.weight" not in frozen and "layer1.0.downsample.1.weight" not in frozen
+    params = [p for p in [*model.parameters(), *d.parameters()] if p.requires_grad]
+    assert d.decoder.bridge.weight.requires_grad and not any(p.requires_grad for p in d.decoder.irevnet.parameters())
+    bridge0, bn0 = d.decoder.bridge.weight.clone(), _block_bn_weights(model)
+    opt = torch.optim.SGD(params, lr=0.1)
+    hr = smooth_images(8)
+    tap = FeatureTap(model, ["layer4"])
+    for _ in range(2):
+        model(F.interpolate(F.interpolate(hr, size=8, mode="bilinear"), size=32, mode="bilinear"))
+        loss = d(tap.features, [], {"hr": hr})
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert not torch.equal(bridge0, d.decoder.bridge.weight)
+    assert all(torch.equal(bn0[k], v) for k, v in _block_bn_weights(model).items() if k in frozen)
+
+
+def test_qualnet_lm_scratch_and_all_options(qualnet_runs):
+    teacher_ck = load_checkpoint(qualnet_runs[0])
+    torch.manual_seed(1)
+    model = create_model("iresnet18", **TINY)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    make = lambda **kw: create_distiller("qualnet-lm", [LAYER4], [LAYER4], teacher_checkpoint=teacher_ck, **kw)  # noqa: E731
+    make(init="scratch").init_student(model, None, teacher_ck)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert all(p.requires_grad for n, p in model.named_parameters() if n != "features.weight")
+    make(freeze_bn="all").init_student(model, None, teacher_ck)
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    assert bns and not any(m.weight.requires_grad or m.bias.requires_grad for m in bns)
+    wide = create_model("iresnet18", **{**TINY, "base_width": 8})
+    with pytest.raises(FskdError, match="init: scratch"):
+        make().init_student(wide, None, teacher_ck)
+
+
+def test_distill_loop_starts_the_student_from_the_teacher(qualnet_runs):
+    """Through ``fskd distill``: after 3 steps the frozen block BN affine still equals the teacher's."""
+    teacher, student, _ = qualnet_runs
+    t, s = load_checkpoint(teacher, kind="teacher")["model"], load_checkpoint(student, kind="student")["model"]
+    frozen = [k for k in t if re.fullmatch(r"layer\d\.\d+\.bn\d\.(weight|bias)", k)]
+    assert frozen and all(torch.equal(t[k], s[k]) for k in frozen)
+    assert not torch.equal(t["layer1.0.conv1.weight"], s["layer1.0.conv1.weight"])  # the rest trains

@@ -24,7 +24,7 @@ from fskd_cli.data.readers.recordio import (
     write_recordio,
 )
 from fskd_cli.data.readers.tinyface import read_tinyface
-from fskd_cli.errors import FskdError
+from fskd_cli.core.errors import FskdError
 
 
 def test_every_kind_of_the_issue_has_a_reader():

@@ -8,10 +8,10 @@ import pytest
 import torch
 import yaml
 
-from fskd_cli.config import resolve
+from fskd_cli.core.config import resolve
 from fskd_cli.distill import create_distiller, get_distiller_class
 from fskd_cli.models import create_model
-from fskd_cli.train.checkpoint import load_checkpoint
+from fskd_cli.core.checkpoint import load_checkpoint
 from fskd_cli.train.loop import train
 
 

@@ -8,7 +8,7 @@ from scipy.io import savemat
 
 from fskd_cli.data.digits import prepare_svhn, read_svhn_mat
 from fskd_cli.data.manifest import load_image, read_manifest, read_meta
-from fskd_cli.errors import FskdError
+from fskd_cli.core.errors import FskdError
 
 
 def write_mat(path, n, seed):

@@ -7,9 +7,9 @@ import csv
 import pytest
 import torch
 
-from fskd_cli.config import resolve
-from fskd_cli.errors import FskdError
-from fskd_cli.train.checkpoint import load_checkpoint
+from fskd_cli.core.config import resolve
+from fskd_cli.core.errors import FskdError
+from fskd_cli.core.checkpoint import load_checkpoint
 from fskd_cli.train.loop import train
 
 from conftest import write_recipe

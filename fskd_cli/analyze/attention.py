@@ -17,10 +17,10 @@ import torch.nn.functional as F
 
 from ..data.dataset import PairDataset, to_input
 from ..data.manifest import read_manifest
-from ..errors import FskdError
-from ..io import write_csv
+from ..core.errors import FskdError
+from ..core.io import write_csv
 from ..models.tap import FeatureTap
-from ..train.checkpoint import build_model
+from ..core.checkpoint import build_model
 from .features import load_models, sample_rows
 from .figures import attention_grid
 from .paper import method_name

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..io import write_csv
+from ..core.io import write_csv
 from .features import load_models, paired_features, sample_rows
 from .figures import correlation_scatter
 from .stats import RunningPearson

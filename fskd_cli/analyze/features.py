@@ -9,11 +9,12 @@ from typing import Any
 import torch
 from rich.progress import Progress
 
-from ..data.dataset import PairDataset, eval_batches, parse_scale, to_input
+from ..data.dataset import PairDataset, eval_batches, to_input
 from ..data.manifest import read_manifest
-from ..errors import FskdError
+from ..core.errors import FskdError
+from ..core.scale import Scale
 from ..models.tap import FeatureTap
-from ..train.checkpoint import build_model, load_checkpoint
+from ..core.checkpoint import build_model, load_checkpoint
 
 
 def model_label(ck: dict[str, Any]) -> str:
@@ -49,7 +50,7 @@ def paired_features(t_ck: dict[str, Any], s_ck: dict[str, Any], data: str, split
                     ) -> Iterator[tuple[list[torch.Tensor], list[torch.Tensor], list[str]]]:
     """Yield per batch: teacher features on HR, student features on LR (``scale``), image paths."""
     rows = sample_rows(data, split, n_images, seed)
-    ds = PairDataset(data, split or "", parse_scale(scale), cache=False, rows=rows)
+    ds = PairDataset(data, split or "", Scale.parse(scale).factors, cache=False, rows=rows)
     (teacher, _), (student, _) = build_model(t_ck), build_model(s_ck)
     teacher, student = teacher.to(device), student.to(device)
     t_tap, s_tap = FeatureTap(teacher, teacher.feature_layers), FeatureTap(student, student.feature_layers)

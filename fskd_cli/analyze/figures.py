@@ -16,7 +16,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from ..io import atomic_path  # noqa: E402
+from ..core.io import atomic_path  # noqa: E402
 from .paper import method_name  # noqa: E402
 from .stats import stars  # noqa: E402
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..io import write_csv
+from ..core.io import write_csv
 from .features import load_models, paired_features, per_image_norms
 from .figures import norm_boxplot
 from .stats import t_test

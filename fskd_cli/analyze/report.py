@@ -27,8 +27,8 @@ from typing import Any
 import yaml
 
 from .. import __version__
-from ..errors import FskdError
-from ..io import write_text
+from ..core.errors import FskdError
+from ..core.io import write_text
 from .paper import method_name
 from .table import results_table
 

@@ -25,9 +25,9 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from ..errors import FskdError
+from ..core.errors import FskdError
 from ..evaluate.results import RESULT_FIELDS
-from ..io import write_csv, write_text
+from ..core.io import write_csv, write_text
 from .paper import FAMILIES, FAMILY_NAMES, TABLES, paper_rows, row_label
 
 # rows in the paper's order: Table 1(a) is Base, FitNet, RKD, F-SKD, then QualNet-LM and its F-SKD

@@ -8,7 +8,7 @@ import sys
 import typer
 from rich.console import Console
 
-from ..errors import FskdError
+from ..core.errors import FskdError
 from .analyze import analyze_app
 from .evaluate import eval_command
 from .prepare import prepare_app

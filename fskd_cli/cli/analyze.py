@@ -30,7 +30,7 @@ Seed = Annotated[int, typer.Option(help="Seed of the random image choice.")]
 
 
 def _check_scale(scale: int) -> None:
-    from ..errors import FskdError
+    from ..core.errors import FskdError
 
     if scale not in (2, 4, 8):
         raise FskdError(f"--scale must be 2, 4 or 8, got {scale}")

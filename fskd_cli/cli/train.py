@@ -41,7 +41,7 @@ def _overrides(data: str | None, seed: int | None, epochs: int | None, steps: in
 
 
 def _resolve(recipe: Path, overrides: dict[str, Any]):
-    from ..config import resolve
+    from ..core.config import resolve
 
     return resolve(recipe, overrides)
 

@@ -15,15 +15,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from ..errors import FskdError
+from ..core.errors import FskdError
 from .manifest import Row, load_image, lr_path, read_manifest, read_meta
 
-MULTI_SCALES = (1, 2, 4, 8)  # the paper's multiple-resolution setting: 1x, 2x, 4x, 8x drawn uniformly
-
-
-def parse_scale(scale: str | int) -> tuple[int, ...]:
-    """``"4"`` -> ``(4,)``; ``"multi"`` -> ``(1, 2, 4, 8)``."""
-    return MULTI_SCALES if str(scale) == "multi" else (int(scale),)
 
 
 class PairDataset(Dataset):

@@ -15,7 +15,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-SCALES = (2, 4, 8)
+from ..core.scale import LR_FACTORS
+
 INTERPOLATIONS = ("bilinear", "nearest", "bicubic", "area")
 
 
@@ -29,7 +30,7 @@ def degrade(
     """
     if scale == 1:
         return images
-    if scale not in SCALES:
+    if scale not in LR_FACTORS:
         raise ValueError(f"scale must be 1, 2, 4 or 8, got {scale}")
     if interpolation not in INTERPOLATIONS:
         raise ValueError(f"interpolation must be one of {INTERPOLATIONS}, got {interpolation!r}")

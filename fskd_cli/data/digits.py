@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from rich.progress import Progress
 
-from ..errors import FskdError
+from ..core.errors import FskdError
 from .manifest import DatasetWriter, Row
 
 SVHN_FILES = {"train": "train_32x32.mat", "test": "test_32x32.mat"}

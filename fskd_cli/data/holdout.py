@@ -14,8 +14,8 @@ import random
 from dataclasses import replace
 from pathlib import Path
 
-from ..errors import FskdError
-from ..io import write_csv, write_yaml
+from ..core.errors import FskdError
+from ..core.io import write_csv, write_yaml
 from .manifest import MANIFEST_FIELDS, PAIR_FIELDS, Row, read_manifest, read_meta
 
 

@@ -22,9 +22,10 @@ import yaml
 from PIL import Image
 
 from .. import __version__
-from ..errors import FskdError
-from ..io import append_csv, atomic_path, write_csv, write_yaml
-from .degrade import SCALES, degrade_uint8
+from ..core.errors import FskdError
+from ..core.io import append_csv, atomic_path, write_csv, write_yaml
+from ..core.scale import LR_FACTORS
+from .degrade import degrade_uint8
 
 TASKS = ("train", "verification", "identification", "classification")
 STATUSES = ("ok", "no_face", "unreadable", "too_small", "wrong_size", "skipped")
@@ -87,7 +88,7 @@ class DatasetWriter:
         task: str,
         image_size: int | None,
         *,
-        scales: Sequence[int] = SCALES,
+        scales: Sequence[int] = LR_FACTORS,
         interpolation: str = "bilinear",
         antialias: bool = False,
         source: str = "",
@@ -96,9 +97,9 @@ class DatasetWriter:
     ) -> None:
         if task not in TASKS:
             raise ValueError(f"task must be one of {TASKS}")
-        bad = [s for s in scales if s not in SCALES]
+        bad = [s for s in scales if s not in LR_FACTORS]
         if bad:
-            raise FskdError(f"scales must be among {SCALES}, got {bad}")
+            raise FskdError(f"scales must be among {LR_FACTORS}, got {bad}")
         self.out = Path(out)
         self.name, self.task, self.image_size = name, task, image_size
         self.scales = tuple(sorted(set(scales)))

@@ -25,10 +25,11 @@ import yaml
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from ..errors import FskdError
-from ..io import write_yaml
+from ..core.errors import FskdError
+from ..core.io import write_yaml
 from .align import SIZE, FaceAligner
-from .degrade import INTERPOLATIONS, SCALES
+from ..core.scale import LR_FACTORS
+from .degrade import INTERPOLATIONS
 from .manifest import JOURNAL, DatasetWriter, Row, read_manifest, read_meta
 from .readers import READERS, Item, Source, UnreadableImage
 
@@ -46,7 +47,7 @@ def prepare_faces(
     src: Path,
     out: Path,
     *,
-    scales: Sequence[int] = SCALES,
+    scales: Sequence[int] = LR_FACTORS,
     interpolation: str = "bilinear",
     antialias: bool = False,
     workers: int = DEFAULT_WORKERS,

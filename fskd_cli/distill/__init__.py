@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import FskdError
+from ..core.errors import FskdError
 
 
 class Distiller(nn.Module):

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import FskdError
+from ..core.errors import FskdError
 from ..models.iresnet import attention_layers
 from . import Distiller, register_distiller
 from .fskd import cosine_distance

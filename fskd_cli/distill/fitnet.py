@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import FskdError
+from ..core.errors import FskdError
 from . import Distiller, register_distiller
 
 

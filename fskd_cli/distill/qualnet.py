@@ -21,11 +21,14 @@ the decoder is i-RevNet-301 (``blocks [6, 16, 72, 6]``, ``strides [2, 2, 2, 1]``
 [24, 96, 384, 1536]``, a 3072x7x7 code for 112x112), the bridge is ``Conv2d(512, 3072, 3, padding=1)``
 with a bias, and the L1 weight is 1 in both stages. The decoded image's side is the code's side times
 ``2 * prod(strides)``, so the same layout serves a 32x32 iResNet (a 2x2 code); for a 32x32 ResNet
-(a 4x4 code) use i-RevNet's CIFAR layout (``[18, 18, 18]``, ``[1, 2, 2]``, ``[16, 64, 256]``). That code
-differs from this module in two ways a recipe can't express: it starts the student from the teacher's
-weights with BN affine frozen, and its bridge belongs to the student network, so it keeps training in stage
-2 (``train_bridge: true`` does that here; the default freezes it with the decoder, as "the teacher's
-decoder" reads in the papers).
+(a 4x4 code) use i-RevNet's CIFAR layout (``[18, 18, 18]``, ``[1, 2, 2]``, ``[16, 64, 256]``).
+
+Stage 2 starts as that code does (``train_qualnet_stage2.py`` with ``--pretrained_student true``, its
+default): the student is the stage-1 encoder (the teacher's backbone weights, and the bridge, which belongs
+to the student network there and keeps training), with the affine parameters of the BatchNorms inside
+its residual blocks frozen; the classification head is new. The loop calls :meth:`QualNetLM.init_student`
+before it builds the optimizer, so frozen parameters never reach it. ``init: scratch`` trains a new student
+instead (with ``train_bridge: false`` this is fskd's earlier behaviour).
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import FskdError
+from ..core.errors import FskdError
 from ..models.irevnet import IRevNet
 from . import Distiller, register_distiller
 
@@ -111,12 +114,21 @@ class QualNetDecoderLoss(Distiller):
 class QualNetLM(Distiller):
     """Stage 2: the student's layer4 code, through the teacher's frozen decoder, must give the HR image.
 
-    Options: ``train_bridge`` (false: the bridge stays frozen with the i-RevNet), ``clip`` (true) and the
-    decoder's ``blocks``/``strides``/``channels``, which are read from the teacher checkpoint; given here they
-    must match it (so one recipe can hold both stages). ``weight`` is the L1 weight (1 in the authors' code).
+    Options:
 
-    The teacher's forward pass is not needed, only its checkpoint (``needs_teacher = False``), so the loop
-    loads the checkpoint but runs no teacher forward.
+    - ``init``: ``teacher`` (default, the authors' code) starts the student's backbone from the teacher's;
+      ``scratch`` keeps the freshly initialised student.
+    - ``freeze_bn``: which BatchNorm affine parameters of the student stay fixed: ``blocks`` (the ones
+      directly inside residual blocks, which is what the authors' ``freeze_batchnorm`` reaches: not the
+      stem's, the shortcuts' or the embedding head's), ``all`` or ``none``. Default ``blocks`` with
+      ``init: teacher``, ``none`` from scratch. Running statistics keep updating, as in that code.
+    - ``train_bridge`` (true: the bridge learns with the student, as in the authors' code; false freezes it
+      with the i-RevNet), ``clip`` (true).
+    - the decoder's ``blocks``/``strides``/``channels``, which are read from the teacher checkpoint; given
+      here they must match it (so one recipe can hold both stages).
+
+    ``weight`` is the L1 weight (1 in the authors' code). The teacher's forward pass is not needed, only
+    its checkpoint (``needs_teacher = False``), so the loop loads the checkpoint but runs no teacher forward.
     """
 
     needs_teacher = False
@@ -127,23 +139,20 @@ class QualNetLM(Distiller):
         return _last_stage(model)
 
     def __init__(self, student_shapes: Sequence[torch.Size], teacher_shapes: Sequence[torch.Size],
-                 weight: float = 1.0, teacher_checkpoint: dict[str, Any] | None = None, train_bridge: bool = False,
-                 clip: bool = True, **decoder_options: Any) -> None:
+                 weight: float = 1.0, teacher_checkpoint: dict[str, Any] | None = None, init: str = "teacher",
+                 freeze_bn: str | None = None, train_bridge: bool = True, clip: bool = True,
+                 **decoder_options: Any) -> None:
         super().__init__(student_shapes, teacher_shapes, weight)
         unknown = sorted(set(decoder_options) - set(DEFAULT_DECODER))
         if unknown:
-            raise FskdError(f"qualnet-lm: unknown option {unknown[0]!r} (known: train_bridge, clip, {', '.join(DEFAULT_DECODER)})")
-        if teacher_checkpoint is None:
-            raise FskdError("qualnet-lm needs the teacher's checkpoint (its decoder); give --teacher")
-        where = teacher_checkpoint.get("path", "the teacher checkpoint")
-        if teacher_checkpoint.get("method") != "qualnet-decoder":
-            raise FskdError(f"{where}: qualnet-lm needs a teacher trained with `fskd train-teacher --method "
-                            f"qualnet-decoder`; this one was trained with {teacher_checkpoint.get('method')!r}")
-        taught = teacher_checkpoint["config"]["distill"]["teacher_options"]
-        arch = {k: taught.get(k, default) for k, default in DEFAULT_DECODER.items()}
-        for k, v in decoder_options.items():
-            if _as_list(v) != _as_list(arch[k]):
-                raise FskdError(f"qualnet-lm: option {k}={v} differs from the teacher's decoder ({k}={arch[k]}, {where})")
+            raise FskdError(f"qualnet-lm: unknown option {unknown[0]!r} "
+                            f"(known: init, freeze_bn, train_bridge, clip, {', '.join(DEFAULT_DECODER)})")
+        if init not in INITS:
+            raise FskdError(f"qualnet-lm: init={init!r}; choose from {', '.join(INITS)}")
+        freeze_bn = freeze_bn or ("blocks" if init == "teacher" else "none")
+        if freeze_bn not in FREEZE_BN:
+            raise FskdError(f"qualnet-lm: freeze_bn={freeze_bn!r}; choose from {', '.join(FREEZE_BN)}")
+        arch = _teacher_decoder(teacher_checkpoint, decoder_options)
         if len(student_shapes) != 1 or len(teacher_shapes) != 1:
             raise FskdError("qualnet-lm decodes one feature map (layer4)")
         if tuple(student_shapes[0]) != tuple(teacher_shapes[0]):
@@ -153,11 +162,28 @@ class QualNetLM(Distiller):
         try:
             self.load_state_dict(teacher_checkpoint["distiller"])
         except RuntimeError as e:
-            raise FskdError(f"{where}: its decoder does not fit ({str(e).splitlines()[0]})") from None
+            raise FskdError(f"{_where(teacher_checkpoint)}: its decoder does not fit ({str(e).splitlines()[0]})") from None
         self.decoder.requires_grad_(False)
         self.decoder.bridge.requires_grad_(train_bridge)
-        self.train_bridge, self.clip = train_bridge, clip
+        self.init, self.freeze_bn, self.train_bridge, self.clip = init, freeze_bn, train_bridge, clip
         self.train(self.training)
+
+    def init_student(self, model: nn.Module, head: nn.Module, teacher_checkpoint: dict[str, Any]) -> None:
+        """Start the student as the authors' stage 2 does: the teacher's backbone, BN affine frozen.
+
+        Called by the training loop after it builds the student and this distiller, before the optimizer
+        (which takes only parameters that require gradients). The head stays new, as in that code.
+        """
+        if self.init == "teacher":
+            try:
+                model.load_state_dict(teacher_checkpoint["model"])
+            except RuntimeError as e:
+                raise FskdError(f"{_where(teacher_checkpoint)}: qualnet-lm (init: teacher) starts the student from "
+                                f"the teacher's backbone, which does not fit it ({str(e).splitlines()[0]}); "
+                                "use the teacher's model settings or init: scratch") from None
+        for bn in _batchnorms(model, self.freeze_bn):
+            bn.weight.requires_grad_(False)
+            bn.bias.requires_grad_(False)
 
     def train(self, mode: bool = True) -> QualNetLM:
         """The i-RevNet stays in eval mode (running BN statistics from the teacher run), whatever the loop asks."""
@@ -167,6 +193,52 @@ class QualNetLM(Distiller):
 
     def forward(self, student: list[torch.Tensor], teacher: list[torch.Tensor], batch: dict[str, Any]) -> torch.Tensor:
         return self.weight * reconstruction_loss(self.decoder(student[0]), batch["hr"], self.clip)
+
+
+INITS = ("teacher", "scratch")
+FREEZE_BN = ("blocks", "all", "none")
+
+
+def _where(teacher_checkpoint: dict[str, Any]) -> str:
+    return str(teacher_checkpoint.get("path", "the teacher checkpoint"))
+
+
+def _teacher_decoder(teacher_checkpoint: dict[str, Any] | None, decoder_options: dict[str, Any]) -> dict[str, Any]:
+    """The decoder layout the teacher was trained with; options given in the recipe must agree with it."""
+    if teacher_checkpoint is None:
+        raise FskdError("qualnet-lm needs the teacher's checkpoint (its decoder); give --teacher")
+    where = _where(teacher_checkpoint)
+    if teacher_checkpoint.get("method") != "qualnet-decoder":
+        raise FskdError(f"{where}: qualnet-lm needs a teacher trained with `fskd train-teacher --method "
+                        f"qualnet-decoder`; this one was trained with {teacher_checkpoint.get('method')!r}")
+    taught = teacher_checkpoint["config"]["distill"]["teacher_options"]
+    arch = {k: taught.get(k, default) for k, default in DEFAULT_DECODER.items()}
+    for k, v in decoder_options.items():
+        if _as_list(v) != _as_list(arch[k]):
+            raise FskdError(f"qualnet-lm: option {k}={v} differs from the teacher's decoder ({k}={arch[k]}, {where})")
+    return arch
+
+
+def _batchnorms(model: nn.Module, which: str) -> list[nn.modules.batchnorm._BatchNorm]:
+    """The BatchNorms whose affine parameters ``freeze_bn=which`` fixes (see :class:`QualNetLM`)."""
+    if which == "none":
+        return []
+    if which == "all":
+        return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.affine]
+    return list(_block_batchnorms(model))
+
+
+def _block_batchnorms(module: nn.Module):
+    """The authors' traversal: through Sequentials, then the BatchNorm2d children of each other module."""
+    for child in module.children():
+        if isinstance(child, nn.Sequential):
+            yield from _block_batchnorms(child)
+            continue
+        for grandchild in child.children():
+            if isinstance(grandchild, nn.Sequential):
+                yield from _block_batchnorms(grandchild)
+            elif isinstance(grandchild, nn.BatchNorm2d) and grandchild.affine:
+                yield grandchild
 
 
 def _as_list(v: Any) -> Any:

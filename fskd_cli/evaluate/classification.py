@@ -6,15 +6,15 @@ from typing import Any
 
 import torch
 
-from ..data.dataset import parse_scale
-from ..train.checkpoint import build_model
+from ..core.checkpoint import build_model
+from ..core.scale import Scale
 from .embed import dataset_for, embed
 
 
 def classification_accuracy(ck: dict[str, Any], data: str, scale: int, split: str = "test",
                             device: str = "cpu", batch_size: int = 256) -> tuple[dict[str, float], dict[str, Any]]:
     model, head = build_model(ck)
-    ds = dataset_for(data, split, parse_scale(scale))
+    ds = dataset_for(data, split, Scale.parse(scale).factors)
     emb = embed(model, ds, scale, batch_size=batch_size, device=device, label="accuracy")
     with torch.inference_mode():
         pred = head.cpu()(emb).argmax(1)

@@ -20,7 +20,7 @@ from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from ..io import atomic_path  # noqa: E402
+from ..core.io import atomic_path  # noqa: E402
 
 
 class RocCurve(Protocol):

@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ..io import append_csv, write_text
+from ..core.io import append_csv, write_text
 
 RESULT_FIELDS = ["run", "method", "dataset", "scale", "metric", "value", "ckpt", "timestamp"]
 

@@ -28,10 +28,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..data.dataset import PairDataset, parse_scale
+from ..data.dataset import PairDataset
 from ..data.manifest import Row, read_manifest, read_meta, read_pairs
-from ..errors import FskdError
-from ..train.checkpoint import build_model, load_checkpoint
+from ..core.errors import FskdError
+from ..core.scale import Scale
+from ..core.checkpoint import build_model, load_checkpoint
 from .embed import ResizedDataset, embed_with_mirror
 from .identification import DISTRACTOR, REPORTED_RANKS, identification_accuracy
 from .plots import plot_cmc, plot_roc
@@ -136,8 +137,8 @@ def _backbone(ck: dict[str, Any], meta: dict[str, Any], data: str | Path) -> tor
 def _images(data: str | Path, rows: list[Row], scale: int, meta: dict[str, Any], size: int | None) -> PairDataset:
     """The images of ``rows``; native-size sets (no ``image_size``) are resized to the model's input."""
     if not meta.get("image_size") and size:
-        return ResizedDataset(str(data), rows, size, parse_scale(scale))
-    return PairDataset(data, "", parse_scale(scale), cache=False, rows=rows)
+        return ResizedDataset(str(data), rows, size, Scale.parse(scale).factors)
+    return PairDataset(data, "", Scale.parse(scale).factors, cache=False, rows=rows)
 
 
 def _embed(model: torch.nn.Module, data: str | Path, rows: list[Row], scale: int, meta: dict[str, Any],

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fskd_cli.io import write_csv
+from fskd_cli.core.io import write_csv
 
 PROTOCOLS = ("insightface", "authors")
 FARS = (1e-3, 1e-4)

@@ -13,7 +13,7 @@ from typing import Any
 
 from torch import nn
 
-from ..errors import FskdError
+from ..core.errors import FskdError
 
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
 
@@ -47,4 +47,4 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
 
 
 def _import_all() -> None:
-    from . import iresnet, resnet_cifar  # noqa: F401  (they register their builders on import)
+    from . import ir_adaface, iresnet, resnet_cifar  # noqa: F401  (they register their builders on import)

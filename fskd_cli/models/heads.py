@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import FskdError
+from ..core.errors import FskdError
 
 
 class SoftmaxHead(nn.Module):

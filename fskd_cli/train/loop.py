@@ -26,17 +26,18 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch import nn
 from torch.utils.data import DataLoader
 
-from ..config import RunConfig
-from ..data.dataset import PairBatchSampler, PairDataset, parse_scale, to_input
+from ..core.config import RunConfig
+from ..data.dataset import PairBatchSampler, PairDataset, to_input
 from ..data.degrade import degrade_batch
 from ..data.manifest import fingerprint, read_meta
 from ..distill import Distiller, create_distiller, get_distiller_class
-from ..errors import FskdError
-from ..io import write_csv, write_yaml
+from ..core.errors import FskdError
+from ..core.scale import Scale
+from ..core.io import write_csv, write_yaml
 from ..models import create_model
 from ..models.heads import create_head
 from ..models.tap import FeatureTap
-from .checkpoint import build_model, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from ..core.checkpoint import build_model, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .distributed import Dist
 
 LOG_FIELDS = ["step", "epoch", "lr", "loss", "task_loss", "distill_loss", "train_acc", "images_per_s", "elapsed_s"]
@@ -170,7 +171,7 @@ def train(cfg: RunConfig, out: str | Path, *, kind: str, resume: bool = False, s
     if meta["task"] not in ("train", "classification"):
         raise FskdError(f"{cfg.data.path}: a {meta['task']} set; training needs a train or classification set")
     student_kind = kind == "student"
-    scales = parse_scale(cfg.distill.scale) if student_kind else (1,)
+    scales = Scale.parse(cfg.distill.scale).factors if student_kind else (1,)
     # with data.degrade=device the LR copies are made from the HR batch on the device, not read from disk
     ds = PairDataset(cfg.data.path, cfg.data.train_split, scales, cache=cfg.data.cache,
                      read_lr=cfg.data.degrade == "disk")

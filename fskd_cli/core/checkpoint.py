@@ -19,8 +19,8 @@ import zipfile
 from torch import nn
 
 from .. import __version__
-from ..errors import FskdError
-from ..io import atomic_path
+from .errors import FskdError
+from .io import atomic_path
 from ..models import create_model
 from ..models.heads import create_head
 
