@@ -1,7 +1,7 @@
 """Eval throughput: images/s to embed an AgeDB-30-sized verification set on the CPU.
 
 AgeDB-30's protocol has 6,000 pairs of 12,000 images of 112 x 112, and both verification protocols embed
-every image and its mirror. This script times the real eval path (:func:`embed_with_mirror` over a
+every image and its mirror. This script times the real eval path (:func:`embed` with ``mirror`` over a
 prepared dataset: read the LR PNG from disk, mirror it, one forward pass for both) on a few hundred
 synthetic 112 x 112 images, then extrapolates to 12,000. Untrained weights: throughput does not depend
 on them. The numbers are measured on a sample and extrapolated; the script says so in its output.
@@ -21,9 +21,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from fskd_cli.core.preprocess import Preprocess
 from fskd_cli.data.dataset import PairDataset
 from fskd_cli.data.manifest import DatasetWriter, Row
-from fskd_cli.evaluate.embed import embed_with_mirror
+from fskd_cli.evaluate.embed import LowRes, embed
 from fskd_cli.models import create_model
 
 AGEDB_IMAGES = 12_000
@@ -48,9 +49,10 @@ def bench(name: str, ds: PairDataset, scale: int, batch_size: int) -> float:
     """Images per second (each image counted once; its mirror goes through the model with it)."""
     model = create_model(name, input_size=SIZE).eval()
     warm = PairDataset(ds.root, "test", (scale,), cache=False, rows=ds.rows[:min(8, len(ds))])
-    embed_with_mirror(model, warm, scale, batch_size=batch_size, progress=False)  # first-call overheads
+    run = {"device": torch.device("cpu"), "batch_size": batch_size, "mirror": True}
+    embed(model, warm, LowRes("disk"), scale, Preprocess(), **run)  # first-call overheads
     start = time.perf_counter()
-    emb, mirror = embed_with_mirror(model, ds, scale, batch_size=batch_size, progress=False)
+    emb, mirror = embed(model, ds, LowRes("disk"), scale, Preprocess(), **run)
     seconds = time.perf_counter() - start
     assert emb.shape == mirror.shape == (len(ds), model.embedding_size)
     return len(ds) / seconds

@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
-from face_fixtures import shared
+from conftest import shared
 
+import fskd_cli.data.align as align_module
 from fskd_cli.data.align import (
     ARCFACE_TEMPLATE,
+    TEMPLATE_BOX,
     FaceAligner,
     align_face,
-    select_face,
+    center_crop,
+    fills_frame,
+    pad,
     similarity_transform,
     template_error,
+    warp,
 )
-from fskd_cli.data.readers.base import decode_image
+from fskd_cli.data.landmarks import implausible, select_face
+from fskd_cli.data.manifest import load_image
 
 
 def _similarity(scale: float, angle: float, tx: float, ty: float) -> np.ndarray:
@@ -107,7 +114,7 @@ def test_mtcnn_aligns_real_faces_onto_the_template(aligner):
     """A few ORL (tight grey crops) and Yale (background) photos: re-detected landmarks lie on the template."""
     files = [shared("orl", "att_faces", "s1", "1.pgm"), shared("orl", "att_faces", "s7", "4.pgm"),
              shared("yale", "yalefaces", "subject02.happy"), shared("yale", "yalefaces", "subject05.glasses")]
-    photos = [decode_image(f, str(f)) for f in files]
+    photos = [load_image(f) for f in files]
     results = aligner.align(photos)
     assert [r.status for r in results] == ["ok"] * 4
     faces = aligner.detect([r.image for r in results])
@@ -121,3 +128,102 @@ def test_no_face_and_too_small_are_reported(aligner):
     results = aligner.align([blank, tiny, blank])
     assert [r.status for r in results] == ["no_face", "too_small", "no_face"]
     assert results[0].image is None and "10 x 12 px" in results[1].reason
+
+
+def test_warp_shrinks_by_area_not_by_sampling():
+    """A 1-px checkerboard halved is mid-grey (bilinear sampling alone would keep one colour), and a pure
+    halving equals cv2.resize's area average: the pre-shrink keeps pixel centres where they belong."""
+    board = ((np.indices((224, 224)).sum(axis=0) % 2) * 255).astype(np.uint8)
+    board = np.repeat(board[:, :, None], 3, axis=2)
+    half = np.array([[0.5, 0, -0.25], [0, 0.5, -0.25]])
+    assert abs(warp(board, half, 112).mean() - 127.5) < 1
+    photo = np.random.default_rng(3).integers(0, 255, (224, 224, 3), dtype=np.uint8)
+    expected = cv2.resize(photo, (112, 112), interpolation=cv2.INTER_AREA).astype(int)
+    assert np.abs(warp(photo, half, 112).astype(int) - expected).max() <= 1
+
+
+def test_center_crop_maps_the_photo_centre_onto_the_template_box():
+    photo = np.zeros((192, 168, 3), np.uint8)
+    photo[94:98, 82:86] = 255  # a dot at the centre of the photo
+    crop = center_crop(photo)
+    ys, xs = np.nonzero(crop[:, :, 0] > 60)
+    box_centre = [(TEMPLATE_BOX[0] + TEMPLATE_BOX[2]) / 2 - 0.5, (TEMPLATE_BOX[1] + TEMPLATE_BOX[3]) / 2 - 0.5]
+    assert np.allclose([xs.mean(), ys.mean()], box_centre, atol=0.6)
+    assert crop.shape == (112, 112, 3) and crop.dtype == np.uint8
+
+
+def test_pad_is_black_or_the_mean_colour():
+    photo = np.zeros((10, 20, 3), np.uint8)
+    photo[:, :10] = (10, 20, 30)
+    photo[:, 10:] = (30, 40, 50)
+    assert pad(photo, 3, "black").shape == (16, 26, 3) and pad(photo, 3, "black")[0, 0].tolist() == [0, 0, 0]
+    assert pad(photo, 3, "mean")[0, 0].tolist() == [20, 30, 40]
+    assert np.array_equal(pad(photo, 3, "mean")[3:13, 3:23], photo)
+
+
+def test_fills_frame():
+    assert fills_frame(np.array([1.0, 30, 80, 90]), (100, 100))  # touches the left edge
+    assert fills_frame(np.array([10.0, -5, 80, 90]), (100, 100))  # crosses the top
+    assert not fills_frame(np.array([10.0, 10, 90, 90]), (100, 100))
+
+
+def _template_face() -> tuple[np.ndarray, np.ndarray]:
+    return TEMPLATE_BOX.copy(), ARCFACE_TEMPLATE.copy()
+
+
+def _rotated(points: np.ndarray, degrees: float) -> np.ndarray:
+    return _apply(_similarity(1.0, np.radians(degrees), 0, 0), points - 56) + 56
+
+
+def test_plausible_faces_pass_in_any_roll_up_to_90_degrees():
+    box, points = _template_face()
+    assert implausible(box, points) == ""
+    big = np.array([-10.0, -10, 122, 122])  # rotated landmarks stay inside a wider box
+    for degrees in (-40, -15, 20, 45):
+        assert implausible(big, _rotated(points, degrees)) == "", degrees
+
+
+@pytest.mark.parametrize(("change", "why"), [
+    (lambda b, p: (b, p[[1, 0, 2, 3, 4]]), "right eye"),
+    (lambda b, p: (b, p[[0, 1, 2, 4, 3]]), "mouth corners"),
+    (lambda b, p: (b, _rotated(p, 180)), "right eye"),
+    (lambda b, p: (b, np.vstack([p[:2], [[56, 99]], p[3:]])), "nose"),  # nose below the mouth
+    (lambda b, p: (b, np.vstack([p[:3], p[3:] - [0, 25]])), "mouth"),
+    (lambda b, p: (b, (p - p[0]) * 0.25 + p[0]), "box"),  # landmarks of a zoomed eye: tiny in a face-size box
+    (lambda b, p: (b, p + [40, 0]), "outside"),
+])
+def test_implausible_landmarks_are_named(change, why):
+    box, points = change(*_template_face())
+    assert why in implausible(box, points)
+
+
+def test_images_that_are_not_uint8_rgb_are_a_bug(aligner):
+    for bad in (np.zeros((64, 64, 3), np.uint16), np.zeros((64, 64, 3), np.float32), np.zeros((64, 64), np.uint8)):
+        with pytest.raises(ValueError, match="uint8 RGB"):
+            aligner.align([bad])
+    with pytest.raises(ValueError, match="on_no_face"):
+        FaceAligner(on_no_face="crop")
+
+
+def test_center_mode_keeps_a_central_crop_with_its_own_status():
+    results = FaceAligner(on_no_face="center").align([np.full((120, 100, 3), 128, np.uint8),
+                                                      np.full((12, 10, 3), 90, np.uint8)])
+    assert [r.status for r in results] == ["center", "center"]
+    assert results[0].image.shape == (112, 112, 3) and "no plausible face" in results[0].reason
+    assert "10 x 12 px" in results[1].reason and results[1].image[56, 56, 0] == 90
+
+
+def test_a_large_photo_is_detected_on_a_bounded_copy(aligner, monkeypatch):
+    """A Yale photo enlarged 12x (3840 x 2916): MTCNN sees a copy of at most MAX_DETECT_SIDE px, the landmarks
+    come back in the large photo's pixels, and the crop warped from it matches the one from the small photo."""
+    small = load_image(shared("yale", "yalefaces", "subject02.happy"))
+    large = cv2.resize(small, (small.shape[1] * 12, small.shape[0] * 12), interpolation=cv2.INTER_LINEAR)
+    seen = []
+    detect = aligner.mtcnn.detect
+    monkeypatch.setattr(aligner.mtcnn, "detect", lambda batch, **kw: seen.append(batch.shape) or detect(batch, **kw))
+    (face_large,), (face_small,) = aligner.detect([large]), aligner.detect([small])
+    assert max(max(shape[1:3]) for shape in seen[:1]) <= align_module.MAX_DETECT_SIDE * (1 + 2 * align_module.DETECT_MARGIN)
+    eye_distance = np.linalg.norm(face_small.landmarks[1] - face_small.landmarks[0])
+    assert np.abs((face_large.landmarks + 0.5) / 12 - 0.5 - face_small.landmarks).max() < 0.06 * eye_distance
+    (crop_large,), (crop_small,) = aligner.align([large]), aligner.align([small])
+    assert np.abs(crop_large.image.astype(int) - crop_small.image.astype(int)).mean() < 12

@@ -6,15 +6,15 @@ import pytest
 import torch
 import yaml
 
+from fskd_cli.core.checkpoint import load_checkpoint
 from fskd_cli.core.config import resolve
-from fskd_cli.distill import create_distiller, get_distiller_class
 from fskd_cli.core.errors import FskdError
+from fskd_cli.distill import create_distiller, get_distiller_class
 from fskd_cli.models import create_model
 from fskd_cli.models.iresnet import CBAM, attention_layers
 from fskd_cli.models.tap import FeatureTap
-from fskd_cli.core.checkpoint import load_checkpoint
-from fskd_cli.train.loop import feature_shapes, train
-
+from fskd_cli.train.loop import train
+from fskd_cli.train.teacher import feature_shapes
 
 TINY = {"base_width": 4, "input_size": 32, "head": "gap"}
 
@@ -36,7 +36,7 @@ def test_cbam_maps_shapes_and_pre_sigmoid():
     model(torch.rand(2, 3, 32, 32) * 2 - 1)
     maps = tap.features
     widths, sides = [4, 8, 16, 32], [16, 8, 4, 2]  # stages of an iResNet at 32px, base width 4
-    for i, (c, s) in enumerate(zip(maps[0::2], maps[1::2])):
+    for i, (c, s) in enumerate(zip(maps[0::2], maps[1::2], strict=True)):
         stage = i // 2
         assert c.shape == (2, widths[stage], 1, 1) and s.shape == (2, 1, sides[stage], sides[stage])
     # logits, not gates: outside (0, 1), and CBAM's output is its input gated by their sigmoids

@@ -7,16 +7,7 @@ import json
 
 import pytest
 import torch
-
-from conftest import run_cli, write_recipe
-
-
-def one_line_error(result) -> str:
-    assert result.returncode != 0
-    assert "Traceback" not in result.stderr, result.stderr
-    lines = [l for l in result.stderr.strip().splitlines() if l.strip()]
-    assert lines, "no message"
-    return result.stderr
+from conftest import assert_one_line_error, run_cli, write_recipe
 
 
 @pytest.fixture(scope="module")
@@ -82,24 +73,24 @@ def test_analyze_writes_csv_and_png(pipeline):
     (["eval", "digits", "--ckpt", "nowhere.pt"], "nowhere.pt: checkpoint not found"),
 ])
 def test_user_mistakes_get_one_clear_line(args, message):
-    assert message in one_line_error(run_cli(*args))
+    assert message in assert_one_line_error(run_cli(*args))
 
 
 def test_scale_outside_the_choices(pipeline):
-    err = one_line_error(run_cli("distill", "--recipe", pipeline["recipe"], "--scale", "3"))
+    err = assert_one_line_error(run_cli("distill", "--recipe", pipeline["recipe"], "--scale", "3"))
     assert "'3' is not one of" in err
-    err = one_line_error(run_cli("eval", "digits", "--ckpt", pipeline["runs"] / "t", "--scale", "16"))
+    err = assert_one_line_error(run_cli("eval", "digits", "--ckpt", pipeline["runs"] / "t", "--scale", "16"))
     assert "16" in err
 
 
 def test_checkpoint_of_the_wrong_kind(pipeline):
     runs = pipeline["runs"]
-    err = one_line_error(run_cli("distill", "--recipe", pipeline["recipe"], "--method", "f-skd",
+    err = assert_one_line_error(run_cli("distill", "--recipe", pipeline["recipe"], "--method", "f-skd",
                                  "--teacher", runs / "base" / "checkpoint.pt", "--out", pipeline["tmp"] / "x"))
     assert "a student checkpoint (method base), but a teacher checkpoint is needed" in err
     junk = pipeline["tmp"] / "junk.pt"
     junk.write_bytes(b"not a checkpoint")
-    err = one_line_error(run_cli("eval", "digits", "--ckpt", junk, "--data", pipeline["data"]))
+    err = assert_one_line_error(run_cli("eval", "digits", "--ckpt", junk, "--data", pipeline["data"]))
     assert "junk.pt: not a readable fskd checkpoint" in err
 
 

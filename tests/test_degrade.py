@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from fskd_cli.data.degrade import degrade, degrade_uint8
+from fskd_cli.data.degrade import DEVICE_EXACT, INTERPOLATIONS, degrade, degrade_uint8, degrade_uint8_batch
 
 
 def test_keeps_size_and_scale_one_is_identity():
@@ -53,3 +53,22 @@ def test_uint8_matches_float_path_within_rounding():
 def test_rejects_other_scales():
     with pytest.raises(ValueError, match="scale"):
         degrade(torch.rand(3, 8, 8), 3)
+
+
+def test_uint8_batch_equals_the_per_image_files():
+    images = torch.from_numpy(np.random.default_rng(1).integers(0, 256, (3, 3, 32, 32), dtype=np.uint8))
+    for mode in INTERPOLATIONS:
+        batch = degrade_uint8_batch(images, 8, mode)
+        files = [degrade_uint8(img.permute(1, 2, 0).numpy(), 8, mode) for img in images]
+        assert batch.dtype == torch.uint8
+        assert all(np.array_equal(b.permute(1, 2, 0).numpy(), f) for b, f in zip(batch, files, strict=True))
+
+
+@pytest.mark.parametrize("mode", INTERPOLATIONS)
+def test_device_exact_modes_commute_with_the_flip_and_stay_in_range(mode):
+    """What DEVICE_EXACT promises: a loop may degrade flipped, unclipped batches and still get the files."""
+    x = torch.from_numpy(np.random.default_rng(2).integers(0, 256, (2, 3, 48, 48))).float()
+    mirrored = (degrade(x.flip(-1), 4, mode) - degrade(x, 4, mode).flip(-1)).abs().max()
+    y = degrade(x, 4, mode)
+    exact = bool(mirrored < 1e-3 and y.min() >= 0 and y.max() <= 255)
+    assert exact == (mode in DEVICE_EXACT)

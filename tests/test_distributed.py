@@ -9,17 +9,16 @@ import sys
 
 import pytest
 import torch
+from conftest import write_recipe
 
 from fskd_cli.data.dataset import PairBatchSampler
 from fskd_cli.train.loop import _Shard
-
-from conftest import write_recipe
 
 
 def test_shards_partition_every_global_batch():
     sampler = PairBatchSampler(100, 8, 5, seed=0, scales=(1, 4), flip=True)
     shards = [list(_Shard(sampler, r, 2)) for r in range(2)]
-    for full, a, b in zip(sampler, *shards):
+    for full, a, b in zip(sampler, *shards, strict=True):
         assert sorted(a + b) == sorted(full) and len(a) == len(b) == 4
 
 

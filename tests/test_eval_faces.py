@@ -12,89 +12,28 @@ import csv
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
+from conftest import (
+    FACE_SIZE,
+    assert_one_line_error,
+    build_face_runs,
+    face,
+    run_cli,
+    verification_pairs,
+    write_face_set,
+)
 
-from conftest import run_cli
-from face_fixtures import pattern
-
-from fskd_cli.data.manifest import DatasetWriter, Row
 from fskd_cli.core.errors import FskdError
+from fskd_cli.data.manifest import DatasetWriter, Row
 from fskd_cli.evaluate.verification import accuracy_from_scores
 
-SIZE = 32
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-def face(identity: int, k: int, size: int = SIZE) -> np.ndarray:
-    """Image ``k`` of ``identity``: the identity's pattern, shifted a little, plus noise."""
-    rng = np.random.default_rng(1000 * identity + k)
-    base = np.roll(pattern(identity, (size, size)).astype(np.int16), k % 3, axis=1)
-    return np.clip(base + rng.integers(-20, 21, base.shape), 0, 255).astype(np.uint8)
-
-
-def write_set(out: Path, task: str, items: list[tuple[int, int, str]], pairs=None, size: int = SIZE,
-              split: str = "test") -> Path:
-    """A prepared set of ``(identity, k, role)`` images; ``pairs`` of item indices (or None for -1)."""
-    w = DatasetWriter(out, out.name, task, size, scales=(2, 4, 8))
-    paths = []
-    for identity, k, role in items:
-        label = -1 if role == "distractor" else identity
-        row = Row(path=f"images/hr/{identity}/{k}.png", label=label, identity=str(identity), split=split, role=role)
-        w.add(row, face(identity, k, size))
-        paths.append(row.path)
-    pair_rows = None if pairs is None else [("" if a is None else paths[a], "" if b is None else paths[b], s)
-                                           for a, b, s in pairs]
-    w.close(pair_rows)
-    return out
-
-
-def verification_pairs(n_ids: int, per_id: int) -> list[tuple[int, int, int]]:
-    """10 folds of 2 same and 2 different pairs, over images laid out identity-major."""
-    pairs = []
-    for f in range(10):
-        i, j = f % n_ids, (f + 1) % n_ids
-        pairs += [(i * per_id, i * per_id + 1 + f % (per_id - 1), 1), (j * per_id + 1, j * per_id, 1),
-                  (i * per_id, j * per_id + 2, 0), (i * per_id + 2, ((i + 2) % n_ids) * per_id, 0)]
-    return pairs
-
-
-def build_face_runs(root: Path, steps: int = 30) -> dict[str, Path]:
-    """A train set, a teacher and an F-SKD student (``steps`` each), a verification and an identification set.
-
-    30 steps make the embeddings discriminative enough for thresholds off the grid's first value.
-    """
-    from fskd_cli.core.config import resolve
-    from fskd_cli.train.loop import train
-
-    train_set = write_set(root / "train", "train", [(i, k, "") for i in range(4) for k in range(8)],
-                          split="train")
-    base = {"name": "faces", "data": {"path": str(train_set), "flip": True},
-            "model": {"name": "iresnet18", "kwargs": {"base_width": 4, "input_size": SIZE, "embedding_size": 16},
-                      "head": "cosface"},
-            "train": {"batch_size": 16, "lr": 0.1, "steps": steps, "log_every": 10}, "distill": {"scale": "4"}}
-    teacher = train(resolve(None, base=base), root / "runs" / "teacher", kind="teacher")
-    student = train(resolve(None, {"distill.method": "f-skd", "distill.teacher": str(teacher)}, base=base),
-                    root / "runs" / "f-skd", kind="student")
-    n_ids, per_id = 6, 4
-    ver = write_set(root / "ver", "verification", [(i, k, "") for i in range(n_ids) for k in range(per_id)],
-                    verification_pairs(n_ids, per_id))
-    ident_items = ([(i, 0, "probe") for i in range(5)] + [(i, k, "gallery") for i in range(5) for k in (1, 2)]
-                   + [(100 + d, 0, "distractor") for d in range(12)])
-    ident = write_set(root / "ident", "identification", ident_items)
-    return {"teacher": teacher, "student": student, "ver": ver, "ident": ident, "train": train_set, "root": root}
+TAR_METRICS = ["tar@far=1e-3(pooled)", "tar@far=1e-4(pooled)", "tar@far=1e-3(folds)", "tar@far=1e-4(folds)"]
 
 
 @pytest.fixture(scope="module")
 def faces(tmp_path_factory) -> dict[str, Path]:
     return build_face_runs(tmp_path_factory.mktemp("faces"))
-
-
-def one_line_error(result) -> str:
-    assert result.returncode != 0
-    assert "Traceback" not in result.stderr, result.stderr
-    assert len([l for l in result.stderr.strip().splitlines() if l.strip()]) >= 1
-    return " ".join(result.stderr.split())
 
 
 def rows_of(path: Path) -> list[dict[str, str]]:
@@ -118,45 +57,53 @@ def test_saved_scores_and_recorded_thresholds_recompute_the_accuracy_exactly(fac
     rows = rows_of(results)
     label = "ver" if protocol == "insightface" else "ver[authors]"
     assert [(x["dataset"], x["scale"], x["metric"]) for x in rows] == [
-        (label, "4", m) for m in ("accuracy", "accuracy_std", "tar@far=1e-3", "tar@far=1e-4", "auc")]
+        (label, "4", m) for m in ("accuracy", "accuracy_std", *TAR_METRICS, "auc")]
     assert float(rows[0]["value"]) == pytest.approx(recomputed, abs=5e-7)
     assert rows[0]["method"] == "f-skd"
     assert Path(report["roc_png"]).read_bytes()[:8] == PNG_MAGIC
 
 
 def test_cross_resolution_pairs_an_hr_left_with_an_lr_right(faces, tmp_path):
-    from fskd_cli.evaluate.stage import verification_stage
+    """Each pair's cross-resolution score is the distance of the HR left and x8 right embeddings, and differs
+    from the same-resolution score of that pair (both x8)."""
+    import torch
+
+    from fskd_cli.core.checkpoint import build_model, load_checkpoint
+    from fskd_cli.data.dataset import PairDataset
+    from fskd_cli.data.manifest import read_manifest
+    from fskd_cli.evaluate.pairs import verification_stage
 
     common = dict(dataset="ver", scale=8, results=tmp_path / "r.csv", device="cpu")
-    same_res = verification_stage(faces["student"], faces["ver"], json_path=tmp_path / "a.json", **common)
+    same_res = verification_stage(faces["student"], faces["ver"], json_path=tmp_path / "a.json",
+                                  scores_csv=tmp_path / "same.csv", **common)
     cross = verification_stage(faces["student"], faces["ver"], cross_resolution=True, json_path=tmp_path / "b.json",
                                scores_csv=tmp_path / "s.csv", roc_png=tmp_path / "roc.png", **common)
     assert (same_res["left_scale"], same_res["right_scale"]) == (8, 8)
     assert (cross["left_scale"], cross["right_scale"]) == (1, 8) and cross["dataset"] == "ver[cross-res]"
-    assert [float(r["score"]) for r in rows_of(tmp_path / "s.csv")] != same_res["fold_thresholds"]
+    cross_rows, same_rows = rows_of(tmp_path / "s.csv"), rows_of(tmp_path / "same.csv")
+    assert all(float(c["score"]) != float(s["score"]) for c, s in zip(cross_rows, same_rows, strict=True))
+
+    model = build_model(load_checkpoint(faces["student"]))[0]
+    index = {r.path: i for i, r in enumerate(read_manifest(faces["ver"]))}
+    ds = PairDataset(faces["ver"], "", (8,), cache=False, rows=read_manifest(faces["ver"]))
+    left, right = cross_rows[0]["left"], cross_rows[0]["right"]
+    hr, _, _, _ = ds.__getitems__([(index[left], False, 1)])
+    _, lr, _, _ = ds.__getitems__([(index[right], False, 8)])
+    with torch.inference_mode():
+        a, b = (model(torch.cat([x, x.flip(-1)]).float().sub(127.5).div(127.5)).double() for x in (hr, lr))
+    a, b = (torch.nn.functional.normalize(e.sum(0, keepdim=True), dim=1) for e in (a, b))
+    assert float(cross_rows[0]["score"]) == pytest.approx(float(((a - b) ** 2).sum()), abs=1e-5)
     assert accuracy_from_scores(tmp_path / "s.csv", cross["fold_thresholds"], cross["greater_is_same"]) == \
         cross["metrics"]["accuracy"]
     assert (tmp_path / "roc.png").read_bytes()[:8] == PNG_MAGIC
 
 
-def test_cross_resolution_scores_differ_from_same_resolution(faces, tmp_path):
-    from fskd_cli.evaluate.stage import verification_stage
-
-    out = {}
-    for cross in (False, True):
-        verification_stage(faces["student"], faces["ver"], dataset="ver", scale=8, cross_resolution=cross,
-                           results=tmp_path / "r.csv", json_path=tmp_path / f"{cross}.json",
-                           scores_csv=tmp_path / f"{cross}.csv")
-        out[cross] = [float(r["score"]) for r in rows_of(tmp_path / f"{cross}.csv")]
-    assert out[False] != out[True]
-
-
 def test_a_pair_with_a_failed_image_is_kept_and_counted_wrong(faces, tmp_path):
-    from fskd_cli.evaluate.stage import verification_stage
+    from fskd_cli.evaluate.pairs import verification_stage
 
     pairs = verification_pairs(6, 4)
     pairs[0] = (None, pairs[0][1], 1)  # the left image of the first pair failed alignment
-    data = write_set(tmp_path / "holes", "verification", [(i, k, "") for i in range(6) for k in range(4)], pairs)
+    data = write_face_set(tmp_path / "holes", "verification", [(i, k, "") for i in range(6) for k in range(4)], pairs)
     res = verification_stage(faces["student"], data, dataset="holes", scale=4, protocol="authors",
                              results=tmp_path / "r.csv", scores_csv=tmp_path / "s.csv", json_path=tmp_path / "h.json")
     assert res["missing_pairs"] == 1 and res["pairs"] == 40
@@ -175,14 +122,14 @@ def test_identification_ranks_map_and_cmc(faces, tmp_path):
     assert report["probes"] == 5 and report["gallery"] == 10 and report["distractors"] == 12
     assert [x["metric"] for x in rows_of(results)] == ["rank1", "rank5", "rank10", "rank20", "mAP"]
     cmc = report["cmc"]
-    assert len(cmc) == 20 and all(a <= b for a, b in zip(cmc, cmc[1:])) and cmc[-1] == 1.0
+    assert len(cmc) == 20 and all(a <= b for a, b in zip(cmc, cmc[1:], strict=False)) and cmc[-1] == 1.0
     assert report["metrics"]["rank1"] == cmc[0] and report["metrics"]["rank20"] == cmc[19]
     assert (tmp_path / "cmc.png").read_bytes()[:8] == PNG_MAGIC
 
 
 def test_identification_of_native_size_faces_resizes_them(faces, tmp_path):
     """TinyFace keeps its faces at their own small sizes: they are resized to the model's input."""
-    from fskd_cli.evaluate.stage import identification_stage
+    from fskd_cli.evaluate.search import identification_stage
 
     w = DatasetWriter(tmp_path / "tiny", "tinyface", "identification", None, scales=())
     for n, (identity, role, side) in enumerate([(0, "probe", 12), (1, "probe", 20), (0, "gallery", 16),
@@ -193,7 +140,7 @@ def test_identification_of_native_size_faces_resizes_them(faces, tmp_path):
     w.close()
     res = identification_stage(faces["student"], tmp_path / "tiny", dataset="tinyface", results=tmp_path / "r.csv",
                                json_path=tmp_path / "t.json")
-    assert res["resized"] == f"bilinear to {SIZE}px" and res["gallery"] == 2 and res["distractors"] == 1
+    assert res["resized"] == f"bilinear to {FACE_SIZE}px" and res["gallery"] == 2 and res["distractors"] == 1
     assert set(res["metrics"]) == {"rank1", "mAP"}  # a 3-image gallery has no rank 5
 
 
@@ -215,9 +162,9 @@ def test_user_mistakes_name_the_file(faces, tmp_path):
 
     ck = faces["student"]
     # a verification benchmark on a set without pairs.csv
-    no_pairs = write_set(tmp_path / "nopairs", "verification", [(0, 0, ""), (0, 1, "")])
-    err = one_line_error(run_cli("eval", "verification", "--data", no_pairs, "--ckpt", ck))
-    assert f"{no_pairs / 'pairs.csv'}: not found" in err
+    no_pairs = write_face_set(tmp_path / "nopairs", "verification", [(0, 0, ""), (0, 1, "")])
+    assert_one_line_error(run_cli("eval", "verification", "--data", no_pairs, "--ckpt", ck),
+                          f"{no_pairs / 'pairs.csv'}: not found")
     # a set of the wrong task
     with pytest.raises(FskdError, match="meta.yaml: a verification set, but `fskd eval identification` needs an "
                                         "identification set"):
@@ -225,16 +172,15 @@ def test_user_mistakes_name_the_file(faces, tmp_path):
     with pytest.raises(FskdError, match="a train set, but `fskd eval agedb` needs a verification set"):
         evaluate_benchmark("agedb", ck, data=faces["train"])
     # a checkpoint of the wrong kind: a 32px model on a 112px set, and a file that is no checkpoint
-    big = write_set(tmp_path / "big", "verification", [(i, k, "") for i in range(2) for k in range(2)],
+    big = write_face_set(tmp_path / "big", "verification", [(i, k, "") for i in range(2) for k in range(2)],
                     [(0, 1, 1), (0, 2, 0)] * 5, size=112)
-    err = one_line_error(run_cli("eval", "lfw", "--data", big, "--ckpt", ck))
-    assert "takes 32px inputs, but" in err and "112px images" in err
+    assert_one_line_error(run_cli("eval", "lfw", "--data", big, "--ckpt", ck), "takes 32px inputs, but", "112px images")
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"no")
     with pytest.raises(FskdError, match="junk.pt: not a readable fskd checkpoint"):
         evaluate_benchmark("verification", junk, data=faces["ver"])
     # pairs that cannot form 10 folds, a pair naming an image the manifest lacks, options of another task
-    odd = write_set(tmp_path / "odd", "verification", [(0, 0, ""), (0, 1, ""), (1, 0, "")], [(0, 1, 1), (0, 2, 0)])
+    odd = write_face_set(tmp_path / "odd", "verification", [(0, 0, ""), (0, 1, ""), (1, 0, "")], [(0, 1, 1), (0, 2, 0)])
     with pytest.raises(FskdError, match=r"pairs.csv: 2 pairs cannot be split into 10 equal consecutive folds"):
         evaluate_benchmark("verification", ck, data=odd)
     (odd / "pairs.csv").write_text("left,right,same\n" + "images/hr/0/0.png,images/hr/9/9.png,1\n" * 10)
@@ -246,3 +192,128 @@ def test_user_mistakes_name_the_file(faces, tmp_path):
         evaluate_benchmark("identification", ck)
     with pytest.raises(FskdError, match="--protocol does not apply to `fskd eval tinyface`"):
         evaluate_benchmark("tinyface", ck, data=faces["ident"], protocol="authors")
+
+
+def test_eval_json_records_the_training_setting_and_how_lr_images_were_made(faces, tmp_path):
+    from fskd_cli.evaluate.pairs import verification_stage
+
+    res = verification_stage(faces["student"], faces["ver"], dataset="ver", scale=4, results=tmp_path / "r.csv",
+                             json_path=tmp_path / "v.json")
+    setting = json.loads((tmp_path / "v.json").read_text())["setting"]
+    assert setting["method"] == "f-skd" and setting["scale"] == "4" and setting["kind"] == "student"
+    assert setting["teacher"] == str(faces["teacher"]) and setting["recipe"] == "faces" and setting["seed"] == 0
+    assert setting["data"] == str(faces["train"]) and setting["variant"] == "plain"
+    assert setting["preprocess"] == {"color": "rgb", "mean": 127.5, "std": 127.5}
+    assert setting["degradation"]["interpolation"] == "bilinear" and setting["degradation"]["antialias"] is False
+    assert res["lr_images"] == {"source": "degrade", "interpolation": "bilinear", "antialias": False,
+                                "from": setting["degradation"]["from"]}
+    disk = verification_stage(faces["student"], faces["ver"], dataset="ver", scale=4, results=tmp_path / "r.csv",
+                              json_path=tmp_path / "d.json", lr_source="disk")
+    assert disk["lr_images"]["source"] == "disk"
+    # the set's LR files were made with the student's own (bilinear) degradation: the same images, the same figures
+    assert disk["metrics"] == res["metrics"]
+
+
+def test_lr_images_are_made_with_the_students_training_degradation(faces):
+    """Degrading from HR gives the prepared files exactly when the interpolation matches, and other images
+    when the student was trained with another one (so eval follows the checkpoint, not the files)."""
+    from fskd_cli.data.manifest import read_manifest
+    from fskd_cli.evaluate.embed import LowRes
+
+    rows = read_manifest(faces["ver"])[:6]
+    disk = LowRes("disk")
+    files = disk.batch(disk.dataset(faces["ver"], rows, 4), range(6), 4)[1]
+    bilinear = LowRes("degrade", "bilinear", False)
+    assert bilinear.batch(bilinear.dataset(faces["ver"], rows, 4), range(6), 4)[1].equal(files)
+    nearest = LowRes("degrade", "nearest", False)
+    assert not nearest.batch(nearest.dataset(faces["ver"], rows, 4), range(6), 4)[1].equal(files)
+
+
+def test_a_scale_not_on_disk_is_made_on_the_fly(faces, tmp_path):
+    from fskd_cli.evaluate.pairs import verification_stage
+
+    hr_only = write_face_set(tmp_path / "hr", "verification", [(i, k, "") for i in range(6) for k in range(4)],
+                             verification_pairs(6, 4), scales=())
+    made = verification_stage(faces["student"], hr_only, dataset="ver", scale=4, results=tmp_path / "r.csv",
+                              json_path=tmp_path / "m.json")
+    full = verification_stage(faces["student"], faces["ver"], dataset="ver", scale=4, results=tmp_path / "r.csv",
+                              json_path=tmp_path / "f.json", lr_source="disk")
+    assert made["metrics"] == full["metrics"] and made["lr_images"]["source"] == "degrade"
+
+
+def test_results_of_another_kind_are_refused_and_left_as_they_were(faces, tmp_path):
+    ck = faces["teacher"]
+    theirs = tmp_path / "theirs.csv"
+    theirs.write_text("name,score\nalice,1\n")
+    assert_one_line_error(run_cli("eval", "verification", "--data", faces["ver"], "--ckpt", ck, "--results", theirs),
+                          str(theirs), "not fskd's results columns")
+    assert theirs.read_text() == "name,score\nalice,1\n"
+    assert_one_line_error(run_cli("eval", "verification", "--data", faces["ver"], "--ckpt", ck, "--results", tmp_path),
+                          str(tmp_path), "is a folder")
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert_one_line_error(run_cli("eval", "verification", "--data", faces["ver"], "--ckpt", ck,
+                                  "--results", blocker / "r.csv"), "is a file, not a folder")
+
+
+def _append_rows(path: str, start: int) -> None:
+    from fskd_cli.core.io import append_csv
+    from fskd_cli.evaluate.results import RESULT_FIELDS
+
+    for i in range(start, start + 30):
+        append_csv(path, {f: str(i) for f in RESULT_FIELDS}, RESULT_FIELDS)
+
+
+def test_two_evals_creating_results_csv_at_once_write_one_header(tmp_path):
+    import multiprocessing
+
+    path = tmp_path / "results.csv"
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_append_rows, args=(str(path), k * 100)) for k in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join()
+    lines = path.read_text().splitlines()
+    assert lines.count(",".join(["run", "method", "dataset", "scale", "metric", "value", "ckpt", "timestamp"])) == 1
+    assert lines[0].startswith("run,") and len(lines) == 1 + 90
+
+
+def test_device_auto_and_a_missing_gpu():
+    import torch
+
+    from fskd_cli.core.device import resolve_device
+
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert resolve_device("cpu") == torch.device("cpu")
+    with pytest.raises(FskdError, match="--device: unknown device 'gpu0'"):
+        resolve_device("gpu0")
+    if not torch.cuda.is_available():
+        with pytest.raises(FskdError, match="--device cuda: no CUDA device"):
+            resolve_device("cuda")
+
+
+def test_eval_and_analyze_default_to_device_auto():
+    for cmd in (["eval", "--help"], ["analyze", "norms", "--help"], ["analyze", "attention", "--help"]):
+        out = " ".join(run_cli(*cmd).stdout.split())
+        assert "auto (CUDA when available" in out and "[default: auto]" in out, cmd
+
+
+def test_a_bgr_checkpoint_is_fed_bgr(faces, tmp_path):
+    """Model input goes through the checkpoint's recorded preprocessing, not a constant RGB scaling."""
+    import torch
+
+    from fskd_cli.evaluate.pairs import verification_stage
+
+    ck = torch.load(faces["teacher"], weights_only=True)
+    ck["preprocess"] = {"color": "bgr", "mean": 127.5, "std": 127.5}
+    bgr = tmp_path / "bgr" / "checkpoint.pt"
+    bgr.parent.mkdir()
+    torch.save(ck, bgr)
+    common = dict(dataset="ver", scale=1, results=tmp_path / "r.csv")
+    rgb_res = verification_stage(faces["teacher"], faces["ver"], json_path=tmp_path / "rgb.json",
+                                 scores_csv=tmp_path / "rgb.csv", **common)
+    bgr_res = verification_stage(bgr, faces["ver"], json_path=tmp_path / "bgr.json", scores_csv=tmp_path / "bgr.csv",
+                                 **common)
+    assert bgr_res["setting"]["preprocess"]["color"] == "bgr" and rgb_res["setting"]["preprocess"]["color"] == "rgb"
+    assert [r["score"] for r in rows_of(tmp_path / "rgb.csv")] != [r["score"] for r in rows_of(tmp_path / "bgr.csv")]

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import assert_one_line_error, run_main
 
 from fskd_cli.core import guard
 from fskd_cli.core.errors import FskdError
@@ -182,6 +183,58 @@ def test_concurrent_creators_write_one_header(tmp_path):
     assert sorted(lines[1:]) == sorted(f"r{i},{i}" for i in range(150))
 
 
-def test_note_checkpoint():
+def test_note_checkpoint(monkeypatch):
+    monkeypatch.setattr(guard, "_last_checkpoint", None)
+    assert guard.last_checkpoint() is None
     guard.note_checkpoint("/runs/t/checkpoint.pt")
     assert guard.last_checkpoint() == Path("/runs/t/checkpoint.pt")
+
+
+def _main_raising(monkeypatch, exc: BaseException):
+
+    import fskd_cli.cli as cli
+
+    def app(**_):
+        raise exc
+
+    monkeypatch.setattr(cli, "app", app)
+    return run_main()
+
+
+def test_main_prints_a_user_error_as_one_literal_line(monkeypatch):
+    result = _main_raising(monkeypatch, FskdError("runs/[bold]x[/]: bad\nsecond line"))
+    assert assert_one_line_error(result, "runs/[bold]x[/]: bad second line") == "error: runs/[bold]x[/]: bad second line"
+
+
+def test_main_ctrl_c_names_the_last_checkpoint(monkeypatch):
+    monkeypatch.setattr(guard, "_last_checkpoint", None)
+    result = _main_raising(monkeypatch, KeyboardInterrupt())
+    assert result.exit_code == 130 and result.stderr.startswith("interrupted; no checkpoint")
+    guard.note_checkpoint("runs/t/checkpoint.pt")
+    result = _main_raising(monkeypatch, KeyboardInterrupt())
+    assert result.stderr.strip() == ("interrupted; last checkpoint: runs/t/checkpoint.pt "
+                                     "(continue with the same command and --resume)")
+
+
+def test_main_keeps_a_bugs_traceback(monkeypatch):
+    with pytest.raises(ZeroDivisionError):
+        _main_raising(monkeypatch, ZeroDivisionError("a bug"))
+
+
+def test_main_sees_ctrl_c_behind_typers_exit_code(monkeypatch):
+    import fskd_cli.cli as cli
+
+    def app(**_):
+        return 130  # what typer returns for Ctrl-C when main() runs it without standalone mode
+
+    monkeypatch.setattr(cli, "app", app)
+    monkeypatch.setattr(guard, "_last_checkpoint", None)
+    result = run_main()
+    assert result.exit_code == 130 and result.stderr.startswith("interrupted;")
+    monkeypatch.setattr(cli, "app", lambda **_: sys.exit(3))
+    assert run_main() == type(result)(3, "", "")
+
+
+def test_append_csv_refuses_a_device():
+    with pytest.raises(FskdError, match="not a regular file"):
+        append_csv("/dev/full", {"run": "r"}, ["run"])  # reading its "header" would never end

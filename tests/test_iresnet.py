@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -86,7 +88,7 @@ def test_cbam_gates_are_pre_sigmoid_and_reproduce_the_gated_output() -> None:
     model.layer2[0].cbam.register_forward_hook(lambda m, inp, out: cbam_in.update(x=inp[0]))
     with torch.no_grad():
         model(torch.randn(2, 3, 32, 32))
-    feats = dict(zip(tap.names, tap.features))
+    feats = dict(zip(tap.names, tap.features, strict=False))
 
     for i, (width, side) in enumerate([(8, 16), (16, 8), (32, 4), (64, 2)], start=1):
         assert feats[f"layer{i}.0.cbam.channel_gate"].shape == (2, width, 1, 1)
@@ -123,3 +125,30 @@ def test_create_model_records_arch_and_rejects_unknown_kwargs() -> None:
         create_model("iresnet50", head="linear")
     with pytest.raises(FskdError, match="multiple of 16"):
         create_model("iresnet50", input_size=100)
+
+
+def test_cbam_spatial_kernel_is_an_option() -> None:
+    """7x7 by default (CBAM's paper, and older checkpoints); 3x3 as the A-SKD authors' code builds it."""
+    torch.manual_seed(0)
+    small = create_model("iresnet18", base_width=8, input_size=32, cbam=True, cbam_kernel=3).eval()
+    convs = [m.spatial_gate.conv for m in small.modules() if hasattr(m, "spatial_gate")]
+    assert len(convs) == 8 and all(c.kernel_size == (3, 3) and c.padding == (1, 1) for c in convs)
+    assert small.arch["kwargs"]["cbam_kernel"] == 3  # recorded, so the checkpoint rebuilds it
+    with torch.no_grad():
+        x = torch.randn(2, 16, 8, 8)
+        assert small.layer2[0].cbam.spatial_gate(x).shape == (2, 1, 8, 8)
+    default = create_model("iresnet18", base_width=8, input_size=32, cbam=True)
+    assert default.layer1[0].cbam.spatial_gate.conv.kernel_size == (7, 7)
+    with pytest.raises(FskdError, match="odd"):
+        create_model("iresnet18", base_width=8, input_size=32, cbam=True, cbam_kernel=4)
+
+
+def test_a_skd_comparison_recipes_use_the_3x3_kernel() -> None:
+    """Every CBAM model of the paper recipes (Tables 1b, 2b, 5b and their teachers) has A-SKD's 3x3 kernel."""
+    import fskd_cli
+    from fskd_cli.core.config import load_recipe
+
+    folder = Path(fskd_cli.__file__).parent / "recipes" / "paper"
+    cbam = [p for p in sorted(folder.glob("*.yaml")) if load_recipe(p)["model"].get("kwargs", {}).get("cbam")]
+    assert len(cbam) >= 10
+    assert all(load_recipe(p)["model"]["kwargs"].get("cbam_kernel") == 3 for p in cbam), cbam

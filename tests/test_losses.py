@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from fskd_cli.distill import create_distiller, method_names
 from fskd_cli.core.errors import FskdError
+from fskd_cli.distill import create_distiller, method_names
 
 SHAPES = [torch.Size([2, 1, 1])]
 
@@ -35,7 +35,8 @@ def test_fskd_mean_over_blocks():
     t1 = torch.tensor([[1.0, 0.0]]).view(1, 2, 1, 1)
     s1 = torch.tensor([[0.0, 1.0]]).view(1, 2, 1, 1)  # orthogonal: 1 - cos = 1
     t2 = s2 = torch.ones(1, 3, 2, 2)  # identical: 0
-    d = create_distiller("f-skd", [torch.Size([2, 1, 1]), torch.Size([3, 2, 2])], [torch.Size([2, 1, 1]), torch.Size([3, 2, 2])], weight=1.0)
+    shapes = [torch.Size([2, 1, 1]), torch.Size([3, 2, 2])]
+    d = create_distiller("f-skd", shapes, shapes, weight=1.0)
     assert d([s1, s2], [t1, t2], {}).item() == pytest.approx(0.5)
 
 
@@ -93,3 +94,27 @@ def test_base_is_zero_and_needs_no_teacher():
     d = create_distiller("base", SHAPES, [])
     assert not d.needs_teacher
     assert d([torch.randn(2, 2, 1, 1)], [], {}).item() == 0.0
+
+
+@pytest.mark.parametrize("name", ["cosface", "arcface"])
+def test_margin_logits_are_fp32_under_bf16_autocast(name):
+    """A bf16 linear would round s*cos by up to ~0.06 at s=30: the head computes in fp32 whatever the autocast."""
+    from torch.nn.functional import linear, normalize
+
+    from fskd_cli.models.heads import create_head
+
+    torch.manual_seed(0)
+    head = create_head(name, 64, 10, s=30.0)
+    emb = torch.randn(16, 64)
+    emb[0] = head.weight[3].detach() * 5  # cos = 1 with class 3: where bf16 rounds the most in absolute terms
+    labels = torch.arange(16) % 10
+    expected = head(emb, labels)
+    with torch.autocast("cpu", torch.bfloat16):
+        same_input = head(emb, labels)
+        bf16_input = head(emb.bfloat16(), labels)
+        bf16_linear = 30.0 * linear(normalize(emb), normalize(head.weight))
+    assert same_input.dtype == bf16_input.dtype == torch.float32
+    assert torch.equal(same_input, expected)
+    assert torch.allclose(bf16_input, expected, atol=0.05)  # only the input's own bf16 rounding remains
+    # what the head would return without its fp32 block
+    assert bf16_linear.dtype == torch.bfloat16 and (bf16_linear.float() - head(emb)).abs().max() > 1e-2

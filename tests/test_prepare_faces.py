@@ -1,4 +1,4 @@
-"""prepare_faces end to end: every source kind into the dataset layout, bad inputs, kill and re-run."""
+"""prepare_dataset end to end: every source kind into the dataset layout, bad inputs, kill and re-run."""
 
 from __future__ import annotations
 
@@ -14,12 +14,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from face_fixtures import decode, encode, make_tinyface, pattern, shared, with_magic_inside, write_insightface_rec
+from conftest import decode, encode, make_tinyface, pattern, shared, with_magic_inside, write_insightface_rec
 
+from fskd_cli.core.errors import FskdError
 from fskd_cli.data import manifest
 from fskd_cli.data.manifest import DatasetWriter, load_image, read_manifest, read_pairs
-from fskd_cli.data.prepare_faces import prepare_faces
-from fskd_cli.core.errors import FskdError
+from fskd_cli.data.prepare import prepare_dataset
 
 
 def _rec(folder: Path, n: int) -> Path:
@@ -36,7 +36,7 @@ def _files(out: Path) -> dict[str, bytes]:
 
 def test_rec_becomes_the_dataset_layout(tmp_path):
     src = _rec(tmp_path / "webface", 5)
-    meta = prepare_faces("rec", src, tmp_path / "out", progress=False)
+    meta = prepare_dataset("rec", src, tmp_path / "out", progress=False)
     rows = read_manifest(tmp_path / "out", ok_only=False)
     assert [(r.path, r.label, r.identity, r.status) for r in rows] == [
         ("images/hr/0/1.png", 0, "0", "ok"), ("images/hr/0/2.png", 0, "0", "ok"), ("images/hr/0/3.png", 0, "0", "ok"),
@@ -57,7 +57,7 @@ def test_truncated_rec_gives_unreadable_rows_and_the_run_finishes(tmp_path):
     offsets = [int(line.split("\t")[1]) for line in (src / "train.idx").read_text().splitlines()]
     with open(src / "train.rec", "r+b") as f:
         f.truncate(offsets[5] + 100)
-    meta = prepare_faces("rec", src, tmp_path / "out", progress=False)
+    meta = prepare_dataset("rec", src, tmp_path / "out", progress=False)
     rows = read_manifest(tmp_path / "out", ok_only=False)
     assert [r.status for r in rows] == ["ok"] * 4 + ["unreadable"] * 2
     assert "train.rec#5: train.rec is truncated" in rows[4].reason and rows[4].path == ""
@@ -69,7 +69,7 @@ def test_bin_with_a_corrupt_and_a_wrong_size_image(tmp_path):
     images[3] = images[3][: len(images[3]) // 2]  # a truncated JPEG
     images[6] = encode(pattern(6, (96, 112)))  # not aligned to 112 x 112
     (tmp_path / "agedb_30.bin").write_bytes(pickle.dumps((images, [True, False, True, False]), protocol=4))
-    meta = prepare_faces("agedb", tmp_path / "agedb_30.bin", tmp_path / "out", progress=False, workers=2)
+    meta = prepare_dataset("agedb", tmp_path / "agedb_30.bin", tmp_path / "out", progress=False, workers=2)
     rows = read_manifest(tmp_path / "out", ok_only=False)
     assert [r.status for r in rows] == ["ok", "ok", "ok", "unreadable", "ok", "ok", "wrong_size", "ok"]
     assert "agedb_30.bin#3: cannot read image" in rows[3].reason
@@ -82,7 +82,7 @@ def test_bin_with_a_corrupt_and_a_wrong_size_image(tmp_path):
 
 
 def test_tinyface_keeps_native_sizes_and_roles(tmp_path):
-    meta = prepare_faces("tinyface", make_tinyface(tmp_path), tmp_path / "out", progress=False)
+    meta = prepare_dataset("tinyface", make_tinyface(tmp_path), tmp_path / "out", progress=False)
     rows = read_manifest(tmp_path / "out")
     assert [r.role for r in rows] == ["probe"] * 3 + ["gallery"] * 3 + ["distractor"] * 2
     assert load_image(tmp_path / "out" / rows[2].path).shape == (22, 16, 3)
@@ -96,7 +96,7 @@ class Killed(RuntimeError):
 
 def test_rerun_after_a_kill_ends_with_the_same_dataset(tmp_path, monkeypatch):
     src = _rec(tmp_path / "webface", 12)
-    prepare_faces("rec", src, tmp_path / "clean", progress=False, batch_size=4)
+    prepare_dataset("rec", src, tmp_path / "clean", progress=False, batch_size=4)
 
     real_save, calls = manifest.save_png, []
 
@@ -108,29 +108,34 @@ def test_rerun_after_a_kill_ends_with_the_same_dataset(tmp_path, monkeypatch):
 
     monkeypatch.setattr(manifest, "save_png", dying_save)
     with pytest.raises(Killed):
-        prepare_faces("rec", src, tmp_path / "out", progress=False, batch_size=4, workers=1)
+        prepare_dataset("rec", src, tmp_path / "out", progress=False, batch_size=4, workers=1)
     monkeypatch.setattr(manifest, "save_png", real_save)
     assert (tmp_path / "out" / ".manifest.partial.csv").exists()
     assert not (tmp_path / "out" / "manifest.csv").exists()
 
     written = _count_writes(monkeypatch)
-    prepare_faces("rec", src, tmp_path / "out", progress=False, batch_size=4)
+    prepare_dataset("rec", src, tmp_path / "out", progress=False, batch_size=4)
     assert len(written) == 12 - 4  # the first batch was journalled and is skipped; the killed one is redone
     assert (tmp_path / "out" / "manifest.csv").read_bytes() == (tmp_path / "clean" / "manifest.csv").read_bytes()
     assert _files(tmp_path / "out") == _files(tmp_path / "clean")
 
 
-def test_a_killed_run_is_not_resumed_with_other_options(tmp_path, monkeypatch):
+def test_a_killed_run_is_not_continued_with_other_options(tmp_path, monkeypatch):
     src = _rec(tmp_path / "webface", 8)
-    prepare_faces("rec", src, tmp_path / "clean", progress=False, batch_size=2, interpolation="nearest")
+    prepare_dataset("rec", src, tmp_path / "clean", progress=False, batch_size=2, interpolation="nearest")
     monkeypatch.setattr(DatasetWriter, "write_images", _dies_at(5))
     with pytest.raises(Killed):
-        prepare_faces("rec", src, tmp_path / "out", progress=False, batch_size=2, workers=1)  # bilinear
+        prepare_dataset("rec", src, tmp_path / "out", progress=False, batch_size=2, workers=1)  # bilinear
     monkeypatch.undo()
+    journal = (tmp_path / "out" / ".manifest.partial.csv").read_bytes()
+    with pytest.raises(FskdError, match="interpolation='bilinear', now interpolation='nearest'"):
+        prepare_dataset("rec", src, tmp_path / "out", progress=False, batch_size=2, interpolation="nearest")
+    assert (tmp_path / "out" / ".manifest.partial.csv").read_bytes() == journal  # refused: nothing touched
     written = _count_writes(monkeypatch)
-    prepare_faces("rec", src, tmp_path / "out", progress=False, batch_size=2, interpolation="nearest")
-    assert len(written) == 8
+    prepare_dataset("rec", src, tmp_path / "out", progress=False, batch_size=2, interpolation="nearest", force=True)
+    assert len(written) == 8  # started over
     assert _files(tmp_path / "out") == _files(tmp_path / "clean")
+    assert (tmp_path / "out" / "manifest.csv").read_bytes() == (tmp_path / "clean" / "manifest.csv").read_bytes()
 
 
 def _dies_at(n: int):
@@ -149,8 +154,8 @@ def _dies_at(n: int):
 def test_rerun_after_a_real_sigkill(tmp_path):
     """A separate process killed with SIGKILL halfway; the re-run ends with the clean run's dataset."""
     src = _rec(tmp_path / "webface", 120)
-    script = ("import sys; from pathlib import Path; from fskd_cli.data.prepare_faces import prepare_faces; "
-              "prepare_faces('rec', Path(sys.argv[1]), Path(sys.argv[2]), progress=False, batch_size=8)")
+    script = ("import sys; from pathlib import Path; from fskd_cli.data.prepare import prepare_dataset; "
+              "prepare_dataset('rec', Path(sys.argv[1]), Path(sys.argv[2]), progress=False, batch_size=8)")
     proc = subprocess.Popen([sys.executable, "-c", script, str(src), str(tmp_path / "out")])
     journal = tmp_path / "out" / ".manifest.partial.csv"
     deadline = time.monotonic() + 60
@@ -159,8 +164,8 @@ def test_rerun_after_a_real_sigkill(tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not (tmp_path / "out" / "manifest.csv").exists(), "the run ended before it could be killed"
-    prepare_faces("rec", src, tmp_path / "out", progress=False, batch_size=8)
-    prepare_faces("rec", src, tmp_path / "clean", progress=False, batch_size=8)
+    prepare_dataset("rec", src, tmp_path / "out", progress=False, batch_size=8)
+    prepare_dataset("rec", src, tmp_path / "clean", progress=False, batch_size=8)
     assert (tmp_path / "out" / "manifest.csv").read_bytes() == (tmp_path / "clean" / "manifest.csv").read_bytes()
     assert _files(tmp_path / "out") == _files(tmp_path / "clean")
 
@@ -177,27 +182,29 @@ def _count_writes(monkeypatch) -> list[str]:
     return written
 
 
-def test_rerun_of_a_finished_set_skips_it_unless_options_change(tmp_path, monkeypatch):
+def test_rerun_of_a_finished_set_skips_it_and_other_options_need_force(tmp_path, monkeypatch):
     src = _rec(tmp_path / "webface", 4)
-    prepare_faces("rec", src, tmp_path / "out", progress=False)
+    prepare_dataset("rec", src, tmp_path / "out", progress=False)
     before = (tmp_path / "out" / "manifest.csv").read_bytes()
     written = _count_writes(monkeypatch)
-    prepare_faces("rec", src, tmp_path / "out", progress=False)
+    prepare_dataset("rec", src, tmp_path / "out", progress=False, workers=1, batch_size=3)  # speed options may change
     assert written == [] and (tmp_path / "out" / "manifest.csv").read_bytes() == before
     (tmp_path / "out" / "images" / "x8" / "0" / "2.png").unlink()  # a lost file is made again
-    prepare_faces("rec", src, tmp_path / "out", progress=False)
+    prepare_dataset("rec", src, tmp_path / "out", progress=False)
     assert written == ["train.rec#2"]
-    meta = prepare_faces("rec", src, tmp_path / "out", progress=False, interpolation="nearest")
+    with pytest.raises(FskdError, match="now interpolation='nearest'; use the same options"):
+        prepare_dataset("rec", src, tmp_path / "out", progress=False, interpolation="nearest")
+    meta = prepare_dataset("rec", src, tmp_path / "out", progress=False, interpolation="nearest", force=True)
     assert len(written) == 1 + 4 and meta["degradation"]["interpolation"] == "nearest"
 
 
 @pytest.mark.parametrize("call, message", [
-    (lambda p: prepare_faces("celeb", p, p / "o"), "unknown face set 'celeb'"),
-    (lambda p: prepare_faces("rec", p / "none", p / "o"), "none: not found; expected an insightface train.rec"),
-    (lambda p: prepare_faces("rec", p, p / "o", pairs=p / "x.csv"), "--pairs is not an option of `fskd prepare rec`"),
-    (lambda p: prepare_faces("rec", p, p / "o", workers=0), "--workers must be at least 1"),
-    (lambda p: prepare_faces("rec", p, p / "o", interpolation="cubic"), "--interpolation must be one of"),
-    (lambda p: prepare_faces("casia", p, p / "o"), "no image files found"),
+    (lambda p: prepare_dataset("celeb", p, p / "o"), "unknown source kind 'celeb'"),
+    (lambda p: prepare_dataset("rec", p / "none", p / "o"), "none: not found; expected an insightface train.rec"),
+    (lambda p: prepare_dataset("rec", p, p / "o", pairs=p / "x.csv"), "--pairs is not an option of `fskd prepare rec`"),
+    (lambda p: prepare_dataset("rec", p, p / "o", workers=0), "--workers must be at least 1"),
+    (lambda p: prepare_dataset("rec", p, p / "o", interpolation="cubic"), "--interpolation must be one of"),
+    (lambda p: prepare_dataset("casia", p, p / "o"), "no image files found"),
 ])
 def test_user_mistakes_are_one_line_errors(tmp_path, call, message):
     with pytest.raises(FskdError, match=message):
@@ -222,7 +229,7 @@ def _photo_folder(root: Path) -> Path:
 
 def test_folder_of_photos_aligns_faces_and_reports_the_rest(tmp_path):
     src = _photo_folder(tmp_path / "photos")
-    meta = prepare_faces("folder", src, tmp_path / "out", progress=False, batch_size=3)
+    meta = prepare_dataset("folder", src, tmp_path / "out", progress=False, batch_size=3)
     rows = {r.source: r for r in read_manifest(tmp_path / "out", ok_only=False)}
     assert {k: r.status for k, r in rows.items()} == {
         "orl_s3/1.pgm": "ok", "orl_s3/2.pgm": "ok", "orl_s3/wall.png": "no_face",
@@ -233,7 +240,7 @@ def test_folder_of_photos_aligns_faces_and_reports_the_rest(tmp_path):
     assert meta["alignment"]["detector"].startswith("MTCNN") and "largest" in meta["alignment"]["face_choice"]
     assert meta["counts"]["ok"] == 4 and meta["num_classes"] == 2
 
-    prepare_faces("folder", src, tmp_path / "again", progress=False, batch_size=3)  # deterministic
+    prepare_dataset("folder", src, tmp_path / "again", progress=False, batch_size=3)  # deterministic
     assert (tmp_path / "again" / "manifest.csv").read_bytes() == (tmp_path / "out" / "manifest.csv").read_bytes()
     assert _files(tmp_path / "again") == _files(tmp_path / "out")
 
@@ -247,7 +254,7 @@ def test_lfw_tree_gives_pairs_in_protocol_order(tmp_path):
             shutil.copy(orl / person / f"{i}.pgm", tree / name / f"{name}_{i:04d}.jpg")  # opened by content
     pairs_txt = tmp_path / "pairs.txt"
     pairs_txt.write_text("1\t1\nBob_B\t1\t2\nAnn_A\t2\tBob_B\t1\n")
-    meta = prepare_faces("lfw", tree, tmp_path / "out", pairs=pairs_txt, progress=False)
+    meta = prepare_dataset("lfw", tree, tmp_path / "out", pairs=pairs_txt, progress=False)
     with open(tmp_path / "out" / "pairs.csv", newline="") as f:
         assert list(csv.reader(f)) == [
             ["left", "right", "same"], ["images/hr/Bob_B/Bob_B_0001.png", "images/hr/Bob_B/Bob_B_0002.png", "1"],

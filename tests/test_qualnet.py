@@ -118,9 +118,11 @@ def test_train_teacher_then_distill(qualnet_runs):
     t, s = load_checkpoint(teacher, kind="teacher"), load_checkpoint(student, kind="student")
     assert t["method"] == "qualnet-decoder" and s["method"] == "qualnet-lm"
     assert any(k.startswith("decoder.irevnet.stack.") for k in t["distiller"])
-    # the student's decoder is the teacher's, untouched: frozen weights, and BN statistics (eval mode)
+    # the student's i-RevNet is the teacher's, untouched: frozen weights, and BN statistics (eval mode);
+    # the bridge belongs to the student and trains (the authors' code)
     assert t["distiller"].keys() == s["distiller"].keys()
-    assert all(torch.equal(t["distiller"][k], s["distiller"][k]) for k in t["distiller"])
+    assert all(torch.equal(t["distiller"][k], s["distiller"][k]) for k in t["distiller"] if ".irevnet." in k)
+    assert not torch.equal(t["distiller"]["decoder.bridge.weight"], s["distiller"]["decoder.bridge.weight"])
     for run in (teacher, student):
         rows = (run.parent / "log.csv").read_text().splitlines()[1:]
         assert rows and all(0 < float(r.split(",")[5]) < 1 for r in rows)  # an L1 on [0, 1] images

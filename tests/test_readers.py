@@ -8,8 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from face_fixtures import decode, encode, make_tinyface, pattern, shared, with_magic_inside, write_insightface_rec
+from conftest import decode, encode, make_tinyface, pattern, shared, with_magic_inside, write_insightface_rec
 
+from fskd_cli.core.errors import FskdError
 from fskd_cli.data.readers import READERS, UnreadableImage
 from fskd_cli.data.readers.binpairs import load_bin, read_bin
 from fskd_cli.data.readers.folder import read_folder
@@ -24,11 +25,10 @@ from fskd_cli.data.readers.recordio import (
     write_recordio,
 )
 from fskd_cli.data.readers.tinyface import read_tinyface
-from fskd_cli.core.errors import FskdError
 
 
 def test_every_kind_of_the_issue_has_a_reader():
-    assert set(READERS) == {"folder", "casia", "rec", "agedb", "lfw", "cfp-fp", "tinyface"}
+    assert set(READERS) == {"folder", "casia", "rec", "agedb", "lfw", "cfp-fp", "tinyface", "digits", "svhn"}
 
 
 # --- RecordIO -------------------------------------------------------------------------------------
@@ -86,7 +86,7 @@ def test_truncated_rec_makes_bad_rows_for_the_lost_records_only(tmp_path):
 
 
 def test_rec_errors_name_the_file(tmp_path):
-    with pytest.raises(FskdError, match="train.rec: not found"):
+    with pytest.raises(FskdError, match="not found; expected an insightface train.rec"):
         read_rec(tmp_path, "rec")
     (tmp_path / "train.rec").write_bytes(b"")
     with pytest.raises(FskdError, match="train.idx: not found"):
@@ -171,7 +171,7 @@ def test_a_bin_element_that_is_not_bytes_is_one_bad_item(tmp_path):
     path.write_bytes(pickle.dumps(([images[0], 12345], same)))
     source = read_bin(path, "agedb")
     assert source.items[0].problem is None
-    assert source.items[1].problem == ("unreadable", f"{path}#1: not encoded image bytes")
+    assert source.items[1].problem == ("unreadable", f"{path}#1: neither encoded image bytes nor an image array")
 
 
 # --- TinyFace -----------------------------------------------------------------------------------

@@ -8,12 +8,11 @@ import pytest
 import torch
 import yaml
 
+from fskd_cli.core.checkpoint import load_checkpoint
 from fskd_cli.core.config import resolve
 from fskd_cli.distill import create_distiller, get_distiller_class
 from fskd_cli.models import create_model
-from fskd_cli.core.checkpoint import load_checkpoint
 from fskd_cli.train.loop import train
-
 
 # teacher: a right isosceles triangle; student: the same with one leg doubled
 T = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]])

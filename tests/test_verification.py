@@ -182,3 +182,25 @@ def test_plot_roc_writes_png_atomically(tmp_path) -> None:
 
     assert path.read_bytes()[:8] == PNG_MAGIC
     assert [p.name for p in path.parent.iterdir()] == ["roc.png"]
+
+
+def test_tar_at_far_pooled_and_per_fold_interpolated_like_insightface() -> None:
+    # 10 folds of one same and one different pair; every different pair at squared distance 1.5005, the same
+    # pairs at 0.5, except fold 0's at 1.5002. Per fold (insightface calculate_val), the 9 training negatives
+    # give FAR 0 up to the grid value 1.500 and 1 from 1.501 on, so t = 1.500 + 0.001 * (1e-3 - 0) / (1 - 0)
+    # = 1.500001: fold 0's 1.5002 is not < t (TAR 0), the other folds' 0.5 is (TAR 1) -> mean 0.9. Without the
+    # interpolation (t = 1.501) fold 0 would pass too. Pooled: no false accept allowed among 10 negatives, so
+    # accept iff distance < 1.5005, which takes every same pair -> 1.0.
+    distances = [1.5002, 1.5005] + [0.5, 1.5005] * 9
+    same = np.array([1, 0] * 10)
+    left, right = _pairs_at_distance(distances)
+    r = verification_accuracy(left, left, right, right, same, protocol="insightface")
+    assert r.fold_tars[1e-3] == [0.0] + [1.0] * 9
+    assert r.tar_at_far_folds[1e-3] == pytest.approx(0.9) and r.tar_at_far[1e-3] == 1.0
+    assert v.fold_tar_at_far(np.array([1.5005] * 9), np.zeros(9, bool), np.array([1.5000005, 1.500002]),
+                             np.ones(2, bool), 1e-3) == 0.5  # t = 1.500001 lies between them
+
+
+def test_tar_per_fold_is_zero_when_no_training_threshold_reaches_the_far() -> None:
+    # no negative below 4 (the grid's end): FAR stays 0 < 1e-3, insightface sets t = 0 and accepts nothing
+    assert v.fold_tar_at_far(np.array([4.0] * 9), np.zeros(9, bool), np.array([0.1]), np.ones(1, bool), 1e-3) == 0.0

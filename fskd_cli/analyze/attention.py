@@ -1,9 +1,15 @@
 """``fskd analyze attention``: the paper's Figure 3, self-attention maps of the first block.
 
-Following Section 5.1 (after Zagoruyko & Komodakis): a block's features ``[C, H, W]`` are averaged over
-the channels and the resulting ``H x W`` map is min-max normalised to [0, 1] per image and model. The
-HR teacher's map is computed on the HR face, each student's on its LR copy; each is drawn over the
-image its network saw (red = high, blue = low), faces as rows, networks as columns.
+Two maps of a block's features ``[C, H, W]`` (after Zagoruyko & Komodakis), each min-max normalised to
+[0, 1] per image and model for drawing:
+
+- ``squared`` (default, the authors' helper and the Figure 3 recipe): the mean over channels of the
+  squared activations, L2-normalised per image (a positive scale, so the drawn map is the same; the
+  raw range in attention.csv is that of the normalised map);
+- ``signed``: the plain channel mean, where positive and negative activations cancel.
+
+The HR teacher's map is computed on the HR face, each student's on its LR copy (made as it was
+trained); each is drawn over the image its network saw, faces as rows, networks as columns.
 """
 
 from __future__ import annotations
@@ -15,97 +21,116 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..data.dataset import PairDataset, to_input
-from ..data.manifest import read_manifest
+from ..core.checkpoint import build_model
 from ..core.errors import FskdError
 from ..core.io import write_csv
+from ..core.preprocess import Preprocess
+from ..data.manifest import Row, read_manifest
 from ..models.tap import FeatureTap
-from ..core.checkpoint import build_model
-from .features import load_models, sample_rows
+from .features import Study
 from .figures import attention_grid
 from .paper import method_name
 
+ATTENTION_KINDS = ("squared", "signed")
+CSV_FIELDS = ["image", "model", "input", "block", "attention", "raw_min", "raw_max"]
 
-def attention_map(features: torch.Tensor) -> torch.Tensor:
-    """``[B, C, H, W]`` features -> ``[B, H, W]`` channel means, each min-max normalised to [0, 1].
+
+def attention_map(features: torch.Tensor, kind: str = "squared") -> tuple[torch.Tensor, torch.Tensor]:
+    """``[B, C, H, W]`` features -> (``[B, H, W]`` maps min-max normalised to [0, 1], ``[B, 2]`` raw min/max).
 
     A constant map (no variation to show) becomes all zeros instead of NaN.
     """
-    a = features.float().mean(dim=1)
+    if kind not in ATTENTION_KINDS:
+        raise ValueError(f"attention must be one of {ATTENTION_KINDS}, got {kind!r}")
+    f = features.float()
+    a = f.pow(2).mean(dim=1) if kind == "squared" else f.mean(dim=1)
+    if kind == "squared":
+        a = a / a.flatten(1).norm(dim=1).clamp_min(torch.finfo(torch.float32).tiny)[:, None, None]
     flat = a.flatten(1)
     low, high = flat.min(dim=1).values, flat.max(dim=1).values
     span = (high - low).clamp_min(torch.finfo(torch.float32).tiny)
     out = (a - low[:, None, None]) / span[:, None, None]
-    return torch.where((high - low)[:, None, None] > 0, out, torch.zeros_like(out))
+    out = torch.where((high - low)[:, None, None] > 0, out, torch.zeros_like(out))
+    return out, torch.stack([low, high], 1)
 
 
 @torch.inference_mode()
-def _maps(ck: dict[str, Any], images: torch.Tensor, block: int, device: str) -> tuple[np.ndarray, np.ndarray]:
-    """Normalised attention maps ``[B, H, W]`` of ``block`` (1-based) and the raw channel-mean range per image."""
-    model, _ = build_model(ck)
-    model = model.to(device)
+def _maps(ck: dict[str, Any], images: torch.Tensor, block: int, kind: str, device: torch.device
+          ) -> tuple[np.ndarray, np.ndarray]:
+    """Attention maps ``[B, H, W]`` of ``block`` (1-based) and each map's raw range ``[B, 2]``."""
+    model = build_model(ck)[0].to(device)
     layers = list(model.feature_layers)
     if not 1 <= block <= len(layers):
         raise FskdError(f"{ck['path']}: --block must be 1..{len(layers)}, got {block}")
     tap = FeatureTap(model, [layers[block - 1]])
     try:
-        model(to_input(images, torch.device(device)))
-        feats = tap.features[0].float().cpu()
+        model(Preprocess.from_dict(ck.get("preprocess")).apply(images, device))
+        maps, ranges = attention_map(tap.features[0].cpu(), kind)
     finally:
         tap.remove()
-    raw = feats.mean(dim=1).flatten(1)
-    return attention_map(feats).numpy(), torch.stack([raw.min(1).values, raw.max(1).values], 1).numpy()
+    return maps.numpy(), ranges.numpy()
 
 
-def analyze_attention(teacher: Path, students: list[Path], data: str, scale: int, out: Path, *,
-                      split: str | None = None, n_images: int = 4, seed: int = 0, images: list[str] | None = None,
-                      block: int = 1, device: str = "cpu") -> dict[str, Any]:
+def analyze_attention(study: Study, *, n_images: int = 4, seed: int = 0, images: list[str] | None = None,
+                      block: int = 1, kind: str = "squared") -> dict[str, Any]:
     """Write ``attention.png`` (Figure 3) and ``attention.csv`` (which images; each map's raw range)."""
-    t_ck, s_cks = load_models(teacher, students)
-    rows = _choose_rows(data, split, n_images, seed, images)
-    ds = PairDataset(data, split or "", (scale,), cache=False, rows=rows)
-    hr, lr, _, _ = ds.__getitems__([(i, False, scale) for i in range(len(rows))])
-    size = getattr(build_model(t_ck)[0], "input_size", None)
+    rows = _choose_rows(study, n_images, seed, images)
+    hr, lrs = _inputs(study, rows)
+    maps, csv_rows = {}, []
+    for ck, x in [(study.teacher, hr)] + [(ck, lrs[ck["label"]]) for ck in study.students]:
+        maps[ck["label"]], ranges = _maps(ck, x, block, kind, study.device)
+        csv_rows += [{"image": r.path, "model": ck["label"], "input": "HR" if ck is study.teacher else f"x{study.scale} LR",
+                      "block": f"B{block}", "attention": kind, "raw_min": f"{lo:.6g}", "raw_max": f"{hi:.6g}"}
+                     for r, (lo, hi) in zip(rows, ranges, strict=True)]
+    write_csv(study.out / "attention.csv", csv_rows, CSV_FIELDS)
+    fig = _figure(study, rows, hr, lrs, maps, block, kind)
+    return {"figure": str(fig), "csv": str(study.out / "attention.csv"), "images": [r.path for r in rows]}
+
+
+def _inputs(study: Study, rows: list[Row]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The HR faces (checked against the teacher's input size) and each student's LR copies of them."""
+    def images(ck: dict[str, Any], scale: int) -> tuple[torch.Tensor, torch.Tensor]:
+        lowres = study.lowres(ck)
+        return lowres.batch(lowres.dataset(study.data, rows, scale), range(len(rows)), scale)
+
+    hr = images(study.teacher, 1)[0]
+    size = getattr(build_model(study.teacher)[0], "input_size", None)
     if size and hr.shape[-1] != size:
-        raise FskdError(f"{t_ck['path']}: takes {size}px inputs, but {data} holds {hr.shape[-1]}px images")
-
-    models = [(t_ck, hr, "teacher")] + [(ck, lr, ck["label"]) for ck in s_cks]
-    maps, ranges, csv_rows = {}, {}, []
-    for ck, x, label in models:
-        maps[label], ranges[label] = _maps(ck, x, block, device)
-        csv_rows += [{"image": r.path, "model": label, "input": "HR" if label == "teacher" else f"x{scale} LR",
-                      "block": f"B{block}", "raw_min": f"{lo:.6g}", "raw_max": f"{hi:.6g}"}
-                     for r, (lo, hi) in zip(rows, ranges[label])]
-
-    to_np = lambda t: t.permute(1, 2, 0).numpy()  # noqa: E731
-    columns = ["HR input", f"LR input (x{scale})", "HR network\n(teacher)"] + [
-        f"LR network\n{method_name(label)}" for _, _, label in models[1:]]
-    grid_images, grid_maps = [], []
-    for i in range(len(rows)):
-        grid_images.append([to_np(hr[i]), to_np(lr[i]), to_np(hr[i])] + [to_np(lr[i])] * len(s_cks))
-        grid_maps.append([None, None] + [_upsample(maps[label][i], hr.shape[-2:]) for _, _, label in models])
-    out.mkdir(parents=True, exist_ok=True)
-    write_csv(out / "attention.csv", csv_rows, ["image", "model", "input", "block", "raw_min", "raw_max"])
-    fig = attention_grid(grid_images, grid_maps, columns, [_face_name(r.path) for r in rows], out / "attention.png",
-                         f"Self-attention maps of block B{block} (channel mean, normalised to [0, 1]); "
-                         f"HR teacher vs x{scale} LR students")
-    return {"figure": str(fig), "csv": str(out / "attention.csv"), "images": [r.path for r in rows]}
+        raise FskdError(f"{study.teacher['path']}: takes {size}px inputs, but {study.data} holds {hr.shape[-1]}px images")
+    return hr, {ck["label"]: images(ck, study.scale)[1] for ck in study.students}
 
 
-def _choose_rows(data: str, split: str | None, n_images: int, seed: int, images: list[str] | None):
+def _figure(study: Study, rows: list[Row], hr: torch.Tensor, lrs: dict[str, torch.Tensor],
+            maps: dict[str, np.ndarray], block: int, kind: str) -> Path:
+    """The grid: HR input, LR input, then each network's map over the image it saw."""
+    def to_np(t: torch.Tensor) -> np.ndarray:
+        return t.permute(1, 2, 0).numpy()
+
+    first_lr = next(iter(lrs.values()))
+    columns = ["HR input", f"LR input (x{study.scale})", "HR network\n(teacher)"] + [
+        f"LR network\n{method_name(label)}" for label in lrs]
+    grid_images = [[to_np(hr[i]), to_np(first_lr[i]), to_np(hr[i])] + [to_np(lr[i]) for lr in lrs.values()]
+                   for i in range(len(rows))]
+    grid_maps = [[None, None] + [_upsample(maps[label][i], hr.shape[-2:]) for label in maps] for i in range(len(rows))]
+    what = "mean of squared activations" if kind == "squared" else "channel mean"
+    return attention_grid(grid_images, grid_maps, columns, [_face_name(r.path) for r in rows],
+                          study.out / "attention.png",
+                          f"Self-attention maps of block B{block} ({what}, normalised to [0, 1]); "
+                          f"HR teacher vs x{study.scale} LR students")
+
+
+def _choose_rows(study: Study, n_images: int, seed: int, images: list[str] | None) -> list[Row]:
     """The manifest rows named by ``images`` (in that order), or ``n_images`` drawn at random."""
     if images:
-        by_path = {r.path: r for r in read_manifest(data)}
+        by_path = {r.path: r for r in read_manifest(study.data)}
         missing = [p for p in images if p not in by_path]
         if missing:
-            raise FskdError(f"{Path(data) / 'manifest.csv'}: no usable image {missing[0]!r} (give paths as in the manifest)")
+            raise FskdError(f"{Path(study.data) / 'manifest.csv'}: no usable image {missing[0]!r} "
+                            "(give paths as in the manifest)")
         return [by_path[p] for p in images]
     if n_images < 1:
         raise FskdError(f"--images must be at least 1, got {n_images}")
-    rows = sample_rows(data, split, n_images, seed)
-    if not rows:
-        raise FskdError(f"{Path(data) / 'manifest.csv'}: no usable images in split {split!r}")
-    return rows
+    return study.rows(n_images, seed)
 
 
 def _face_name(path: str) -> str:

@@ -11,25 +11,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from ..core.io import atomic_path  # noqa: E402
-from .paper import method_name  # noqa: E402
-from .stats import stars  # noqa: E402
+from ..evaluate.plots import save_figure
+from .paper import method_name
+from .stats import stars
 
 TEACHER_COLOUR = "#7f7f7f"
-STUDENT_COLOURS = plt.cm.tab10(np.arange(10))
-
-
-def save_figure(fig: plt.Figure, path: str | Path) -> Path:
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=130, bbox_inches="tight")
-    plt.close(fig)
-    return path
+STUDENT_COLOURS = matplotlib.colormaps["tab10"](np.arange(10))
 
 
 def _label(model: str) -> str:
@@ -42,13 +32,14 @@ def norm_boxplot(norms: dict[str, list[np.ndarray]], pvalues: dict[str, list[flo
     """Figure 4: one panel per block B1..Bn, a box per model (teacher first); '***' over a student when p < 0.01."""
     labels = list(norms)
     n_blocks = len(next(iter(norms.values())))
-    fig, axes = plt.subplots(1, n_blocks, figsize=(2.2 + 0.55 * len(labels) * n_blocks, 3.8), squeeze=False)
+    fig = Figure(figsize=(2.2 + 0.55 * len(labels) * n_blocks, 3.8))
+    axes = fig.subplots(1, n_blocks, squeeze=False)
     colours = [TEACHER_COLOUR if m == "teacher" else STUDENT_COLOURS[i % 10] for i, m in enumerate(labels)]
     for b, ax in enumerate(axes[0]):
         data = [norms[m][b] for m in labels]
         box = ax.boxplot(data, patch_artist=True, showfliers=False, widths=0.6,
                          medianprops={"color": "black", "linewidth": 1.2})
-        for patch, c in zip(box["boxes"], colours):
+        for patch, c in zip(box["boxes"], colours, strict=True):
             patch.set_facecolor(c)
             patch.set_alpha(0.75)
         low = min(np.percentile(d, 1) for d in data)
@@ -67,7 +58,7 @@ def norm_boxplot(norms: dict[str, list[np.ndarray]], pvalues: dict[str, list[flo
             ax.set_ylabel(r"Feature norm $\|\mathbf{f}\|_2$")
     fig.suptitle(title)
     fig.tight_layout()
-    return save_figure(fig, path)
+    return save_figure(fig, path, dpi=130)
 
 
 def correlation_scatter(points: dict[str, list[tuple[np.ndarray, np.ndarray]]], r: dict[str, list[float]],
@@ -76,8 +67,8 @@ def correlation_scatter(points: dict[str, list[tuple[np.ndarray, np.ndarray]]], 
     student-LR value (y) at the same position, with Pearson's r and the least-squares line."""
     students = list(points)
     n_blocks = len(next(iter(points.values())))
-    fig, axes = plt.subplots(len(students), n_blocks, figsize=(2.9 * n_blocks, 2.7 * len(students) + 0.4),
-                             squeeze=False)
+    fig = Figure(figsize=(2.9 * n_blocks, 2.7 * len(students) + 0.4))
+    axes = fig.subplots(len(students), n_blocks, squeeze=False)
     for i, m in enumerate(students):
         colour = STUDENT_COLOURS[(i + 1) % 10]
         for b in range(n_blocks):
@@ -99,7 +90,7 @@ def correlation_scatter(points: dict[str, list[tuple[np.ndarray, np.ndarray]]], 
                 ax.set_ylabel(f"{_label(m)}\nLR network feature", fontsize=9)
     fig.suptitle(title)
     fig.tight_layout()
-    return save_figure(fig, path)
+    return save_figure(fig, path, dpi=130)
 
 
 def attention_grid(images: list[list[np.ndarray]], maps: list[list[np.ndarray | None]], columns: list[str],
@@ -110,7 +101,8 @@ def attention_grid(images: list[list[np.ndarray]], maps: list[list[np.ndarray | 
     ``images[i][j]`` is an ``H x W x 3`` uint8 image; ``maps[i][j]`` is ``None`` for a plain image column.
     """
     n_rows, n_cols = len(images), len(columns)
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(1.75 * n_cols + 0.6, 1.8 * n_rows + 0.5), squeeze=False)
+    fig = Figure(figsize=(1.75 * n_cols + 0.6, 1.8 * n_rows + 0.5))
+    axes = fig.subplots(n_rows, n_cols, squeeze=False)
     mappable = None
     for i in range(n_rows):
         for j in range(n_cols):
@@ -119,7 +111,8 @@ def attention_grid(images: list[list[np.ndarray]], maps: list[list[np.ndarray | 
             ax.imshow(image, interpolation="bilinear")
             if maps[i][j] is not None:
                 h, w = image.shape[:2]
-                mappable = ax.imshow(maps[i][j], cmap="jet", vmin=0.0, vmax=1.0, alpha=alpha, extent=(-0.5, w - 0.5, h - 0.5, -0.5),
+                mappable = ax.imshow(maps[i][j], cmap="jet", vmin=0.0, vmax=1.0, alpha=alpha,
+                                     extent=(-0.5, w - 0.5, h - 0.5, -0.5),
                                      interpolation="bilinear")
             ax.set_xticks([])
             ax.set_yticks([])
@@ -135,4 +128,4 @@ def attention_grid(images: list[list[np.ndarray]], maps: list[list[np.ndarray | 
         bar = fig.colorbar(scale, cax=cax)
         bar.set_label("attention (0 = low, 1 = high)", fontsize=8)
         bar.ax.tick_params(labelsize=7)
-    return save_figure(fig, path)
+    return save_figure(fig, path, dpi=130)

@@ -60,6 +60,12 @@ TABLES = {
 }
 
 
+# How the paper's numbers of each benchmark were measured, as results.csv's ``dataset`` column writes it:
+# AgeDB-30 with the authors' own code (the SphereFace/CosFace protocol, ``fskd eval agedb --protocol authors``);
+# TinyFace and SVHN have one protocol. Only rows measured this way stand beside the paper's numbers.
+PAPER_EVAL = {"agedb": "agedb[authors]", "tinyface": "tinyface", "svhn": "svhn"}
+
+
 def row_label(method: str, variant: str) -> str:
     """A table row: the method, marked ``+Dec`` when its teacher has the decoder (Table 1(a)'s second
     F-SKD row); QualNet-LM always has that teacher and Base has none, so they stay unmarked."""

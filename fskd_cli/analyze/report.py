@@ -4,8 +4,8 @@ The page is Markdown (figures linked by relative path, so it renders on GitHub b
 the output ends in ``.html``, one self-contained HTML file (figures embedded), made from the same
 Markdown by a converter for the few constructs the report uses. Sections:
 
-1. the runs: kind, method, training scale, backbone, teacher, steps, from each run's ``config.yaml``
-   and checkpoint folder;
+1. the runs: kind, method, training scale, backbone, teacher, steps, from each run's training setting
+   (as its eval JSONs record it, else its checkpoint);
 2. the paper-style tables of their ``results.csv`` rows (:func:`~fskd_cli.analyze.table.results_table`),
    with the paper's numbers beside ours when asked;
 3. each eval of each run (``runs/NAME/eval/*.json``): protocol, metrics and its ROC or CMC figure;
@@ -16,19 +16,22 @@ Markdown by a converter for the few constructs the report uses. Sections:
 from __future__ import annotations
 
 import base64
+import csv
 import html
 import json
 import os
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from .. import __version__
+from ..core.checkpoint import load_checkpoint
 from ..core.errors import FskdError
 from ..core.io import write_text
+from ..core.runs import RunSetting
+from ..core.scale import Scale
+from ..evaluate.results import read_setting
 from .paper import method_name
 from .table import results_table
 
@@ -57,7 +60,7 @@ def build_report(runs: list[Path], out: Path, *, results: Path = Path("results.c
     here = md_path.parent.resolve()
 
     lines = [f"# {title or 'fskd report: ' + ', '.join(f.name for f in folders)}", "",
-             f"Written {datetime.now(timezone.utc).isoformat(timespec='seconds')} by fskd {__version__}; "
+             f"Written {datetime.now(UTC).isoformat(timespec='seconds')} by fskd {__version__}; "
              f"results from `{results}`.", ""]
     lines += _runs_section(folders)
     lines += _tables_section(folders, results, md_path, paper)
@@ -75,44 +78,37 @@ def build_report(runs: list[Path], out: Path, *, results: Path = Path("results.c
 def _run_folder(run: Path) -> Path:
     run = Path(run)
     folder = run.parent if run.suffix == ".pt" else run
-    if not (folder / "checkpoint.pt").exists() and not (folder / "config.yaml").exists():
-        raise FskdError(f"{run}: not a run folder (no checkpoint.pt or config.yaml in it)")
+    if not (folder / "checkpoint.pt").exists():
+        raise FskdError(f"{run}: not a run folder (no checkpoint.pt in it)")
     return folder
 
 
-def _config(folder: Path) -> dict[str, Any]:
-    try:
-        data = yaml.safe_load((folder / "config.yaml").read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError):
-        return {}
-    return data if isinstance(data, dict) else {}
+def _setting(folder: Path) -> dict[str, Any]:
+    """The run's training setting: as its eval JSONs record it, else read from its checkpoint."""
+    setting = read_setting(folder / "eval")
+    if setting is None:
+        setting = RunSetting.of(load_checkpoint(folder / "checkpoint.pt")).to_dict()
+    return setting
 
 
 def _last_step(folder: Path) -> str:
     log = folder / "log.csv"
     if not log.exists():
         return "-"
-    rows = log.read_text(encoding="utf-8").strip().splitlines()
-    return rows[-1].split(",", 1)[0] if len(rows) > 1 else "-"
+    with open(log, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    return rows[-1].get("step", "-") if rows else "-"
 
 
 def _runs_section(folders: list[Path]) -> list[str]:
     lines = ["## Runs", "", "| run | kind | method | trained at | backbone | teacher | steps | training data |",
              "|---|---|---|---|---|---|---|---|"]
     for f in folders:
-        cfg = _config(f)
-        kind = cfg.get("kind", "?")
-        distill, model = cfg.get("distill") or {}, cfg.get("model") or {}
-        method = "teacher" if kind == "teacher" else distill.get("method", "?")
-        scale = "1x (HR)" if kind == "teacher" else f"{distill.get('scale', '?')}" + ("" if distill.get("scale") == "multi" else "x")
-        kwargs = model.get("kwargs") or {}
-        backbone = model.get("name", "?") + ("+CBAM" if kwargs.get("cbam") else "")
-        if kwargs.get("base_width"):
-            backbone += f" (width {kwargs['base_width']})"
-        teacher = Path(distill["teacher"]).parent.name if kind == "student" and distill.get("teacher") else "-"
-        data = (cfg.get("data") or {}).get("path", "?")
-        lines.append(f"| {f.name} | {kind} | {method_name(method)} | {scale} | {backbone} | {teacher} | "
-                     f"{_last_step(f)} | `{data}` |")
+        s = _setting(f)
+        scale = "1x (HR)" if s["kind"] == "teacher" else "multi" if s["scale"] == Scale.multi.value else f"{s['scale']}x"
+        teacher = Path(s["teacher"]).parent.name if s.get("teacher") else "-"
+        lines.append(f"| {f.name} | {s['kind']} | {method_name(s['method'])} | {scale} | {s.get('backbone', '?')} | "
+                     f"{teacher} | {_last_step(f)} | `{s.get('data') or '?'}` |")
     return lines + [""]
 
 
@@ -179,8 +175,6 @@ def _figures_section(folder: Path, here: Path) -> list[str]:
 
 def _summary_table(path: Path) -> list[str]:
     """norms_summary.csv / correlation_summary.csv as a model x block table."""
-    import csv
-
     with open(path, newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     if not rows:

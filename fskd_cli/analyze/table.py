@@ -3,8 +3,8 @@
 One table per comparison, as the paper splits them: dataset, the training setting (``single``-resolution,
 Tables 1, 4, 5; ``multi``-resolution, Tables 2, 3) and the table part: (a) iResNet teachers, plain or
 with QualNet's decoder (those rows are marked ``+Dec``, like Table 1(a)'s second F-SKD row), and (b)
-CBAM. The setting and family of a run are read from the ``config.yaml`` beside its checkpoint (and its
-teacher's); a run whose config cannot be found counts as ``single`` and plain. The HR teacher's row is
+CBAM. The setting and family of a run are read from the training setting its eval JSONs record
+(``runs/NAME/eval/*.json``, ``setting``); a run without one counts as ``single`` and plain. The HR teacher's row is
 shown in every table of its part. Each table shows the headline metric (accuracy, or rank-1 for 1:N
 sets) per scale, and the other metrics (std over folds, TAR@FAR, AUC, rank-k, mAP) in a compact table
 under it.
@@ -13,30 +13,32 @@ Several runs of one method at one scale (seeds) become ``mean ± std (n=...)``, 
 the spread that decides whether a difference means anything. A run evaluated twice counts once, with
 its latest value. Multi-resolution tables get the paper's ``Average`` column (the mean over 1x-8x of
 each run). With ``paper=True`` each scale gets a second column with the paper's number
-(:mod:`fskd_cli.analyze.paper`), and the paper's rows that we have no run for are listed too.
+(:mod:`fskd_cli.analyze.paper`), and the paper's rows that we have no run for are listed too. The paper's
+numbers stand only beside rows measured the paper's way (:data:`~fskd_cli.analyze.paper.PAPER_EVAL`: AgeDB
+with the authors' protocol); a table of another protocol says so instead of comparing unlike with unlike.
 """
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 
 from ..core.errors import FskdError
-from ..evaluate.results import RESULT_FIELDS
 from ..core.io import write_csv, write_text
-from .paper import FAMILIES, FAMILY_NAMES, TABLES, paper_rows, row_label
+from ..core.scale import Scale
+from ..evaluate.results import RESULT_FIELDS, read_setting
+from .paper import FAMILIES, FAMILY_NAMES, PAPER_EVAL, TABLES, paper_rows, row_label
 
 # rows in the paper's order: Table 1(a) is Base, FitNet, RKD, F-SKD, then QualNet-LM and its F-SKD
 ROW_ORDER = ["teacher", "teacher +Dec", "base", "fitnet", "norm-kd", "rkd", "a-skd", "f-skd", "qualnet-lm", "f-skd +Dec"]
-SCALE_ORDER = ["1", "2", "4", "8", "multi", "avg"]
+SCALE_ORDER = [s.value for s in Scale] + ["avg"]
 SCALE_NAMES = {"avg": "Average"}
 HEADLINE_METRICS = ("accuracy", "rank1")  # the paper's tables: verification/classification accuracy, rank-1
-PERCENT_METRICS = ("accuracy", "accuracy_std", "tar@far=1e-3", "tar@far=1e-4", "auc",
-                   "rank1", "rank5", "rank10", "rank20", "mAP")
+PERCENT_METRICS = ("accuracy", "accuracy_std", "tar@far=1e-3(pooled)", "tar@far=1e-3(folds)", "tar@far=1e-4(pooled)",
+                   "tar@far=1e-4(folds)", "auc", "rank1", "rank5", "rank10", "rank20", "mAP")
 CSV_FIELDS = ["dataset", "metric", "setting", "family", "row", "scale", "mean", "std", "runs", "paper"]
 
 
@@ -49,7 +51,7 @@ def results_table(results: Path, out: Path, *, metric: str | None = None, datase
     df = _read(results)
     if runs is not None:
         wanted = _wanted(runs)
-        df = df[[_run_matches(r, c, wanted, results.parent) for r, c in zip(df.run, df.ckpt)]]
+        df = df[[_run_matches(r, c, wanted, results.parent) for r, c in zip(df.run, df.ckpt, strict=True)]]
     if dataset:
         df = df[df.dataset == dataset]
     if metric:
@@ -65,13 +67,13 @@ def results_table(results: Path, out: Path, *, metric: str | None = None, datase
     df = pd.concat([df, info], axis=1)
     df.loc[df.kind == "teacher", "method"] = "teacher"
     df["family"] = df.variant.map(lambda v: FAMILIES.get(v, v))
-    df["row"] = [row_label(m, v) for m, v in zip(df.method, df.variant)]
+    df["row"] = [row_label(m, v) for m, v in zip(df.method, df.variant, strict=True)]
 
     tables, csv_rows = [], []
     for ds, part in df.groupby("dataset", sort=True):
         teachers = part[part.method == "teacher"]
         students = part[part.method != "teacher"]
-        groups = {(s, f) for s, f in zip(students.setting, students.family)}
+        groups = {(s, f) for s, f in zip(students.setting, students.family, strict=True)}
         groups |= {("single", f) for f in teachers.family if f not in {g[1] for g in groups}}
         for setting, family in sorted(groups, key=_group_order):
             rows = pd.concat([students[(students.setting == setting) & (students.family == family)],
@@ -132,43 +134,22 @@ def base_dataset(dataset: str) -> str:
     return dataset.split("[", 1)[0]
 
 
-@lru_cache(maxsize=None)
-def _config(path: str) -> dict[str, Any] | None:
-    try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def _find_config(ckpt: str, where: str) -> dict[str, Any] | None:
-    """The ``config.yaml`` beside a checkpoint path, as given or relative to the results file's folder."""
-    for base in (Path(ckpt), Path(where) / ckpt):
-        folder = base if base.suffix != ".pt" else base.parent
-        cfg = _config(str(folder / "config.yaml"))
-        if cfg is not None:
-            return cfg
-    return None
+@cache
+def _eval_setting(folder: str) -> dict[str, Any] | None:
+    return read_setting(Path(folder) / "eval")
 
 
 def _run_info(ckpt: str, where: str) -> dict[str, str]:
-    """``kind``, training ``setting`` (single/multi) and network ``variant`` (plain/dec/cbam) of a run."""
-    cfg = _find_config(ckpt, where)
-    if cfg is None:
-        return {"kind": "", "setting": "single", "variant": "plain"}
-    distill, model = cfg.get("distill") or {}, cfg.get("model") or {}
-    kind = cfg.get("kind", "")
-    setting = "multi" if kind == "student" and str(distill.get("scale")) == "multi" else "single"
-    if (model.get("kwargs") or {}).get("cbam"):
-        variant = "cbam"
-    elif kind == "teacher":
-        variant = "dec" if distill.get("teacher_method") else "plain"
-    elif distill.get("method") == "qualnet-lm":
-        variant = "dec"
-    else:  # a student: the family of its teacher
-        teacher = _find_config(str(distill.get("teacher") or ""), where) if distill.get("teacher") else None
-        variant = "dec" if teacher and (teacher.get("distill") or {}).get("teacher_method") else "plain"
-    return {"kind": kind, "setting": setting, "variant": variant}
+    """``kind``, training ``setting`` (single/multi) and network ``variant`` (plain/dec/cbam) of a run,
+    from the setting its eval JSONs record (the checkpoint path as given, or relative to results.csv)."""
+    for base in (Path(ckpt), Path(where) / ckpt):
+        folder = base.parent if base.suffix == ".pt" else base
+        setting = _eval_setting(str(folder))
+        if setting is not None:
+            multi = setting.get("kind") == "student" and setting.get("scale") == Scale.multi.value
+            return {"kind": setting.get("kind", ""), "setting": "multi" if multi else "single",
+                    "variant": setting.get("variant", "plain")}
+    return {"kind": "", "setting": "single", "variant": "plain"}
 
 
 def _group_order(group: tuple[str, str]) -> tuple[bool, str]:
@@ -195,7 +176,9 @@ def _section(ds: str, met: str, setting: str, family: str, rows: pd.DataFrame, p
                for (c, m), g in per_run if set(g.scale) >= {"1", "2", "4", "8"}]
         runs = pd.concat([runs, pd.DataFrame(avg)], ignore_index=True) if avg else runs
     stats = runs.groupby(["row", "scale"])["value"].agg(["mean", "std", "count"])
-    theirs = paper_rows(base_dataset(ds), met, setting, family) if paper else {}
+    like = PAPER_EVAL.get(base_dataset(ds))
+    theirs = paper_rows(base_dataset(ds), met, setting, family) if paper and like == ds else {}
+    unlike = paper and like is not None and like != ds and bool(paper_rows(base_dataset(ds), met, setting, family))
     paper = bool(theirs)  # a dataset or metric the paper does not report gets no empty columns
     methods = sorted(set(stats.index.get_level_values(0)) | {m for m, _ in theirs}, key=_row_key)
     scales = sorted(set(stats.index.get_level_values(1)) | {s for _, s in theirs}, key=_scale_key)
@@ -206,6 +189,9 @@ def _section(ds: str, met: str, setting: str, family: str, rows: pd.DataFrame, p
     lines = [title + (f" (paper Table {table_ref})" if table_ref and theirs else ""), "",
              "mean ± std over runs (n = runs)" + (", in %" if pct else "")
              + ("; `paper`: the paper's number, as printed (%)" if paper else ""), ""]
+    if unlike:
+        lines += [f"The paper's numbers are not shown beside these: they were measured as `{like}` "
+                  f"(`fskd eval {base_dataset(ds)} --protocol authors`), these as `{ds}`.", ""]
     header = ["method"]
     for s in scales:
         name = SCALE_NAMES.get(s, f"{s}x")

@@ -3,24 +3,20 @@ CMC PNG) and append one row per metric to results.csv. The logic is in :mod:`fsk
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
 
+from ..core.device import DEVICE_HELP
+from ..core.scale import Scale
+
 console = Console(stderr=True)
 
 
-class EvalScale(str, Enum):
-    x1 = "1"
-    x2 = "2"
-    x4 = "4"
-    x8 = "8"
-
-
-class Benchmark(str, Enum):
+class Benchmark(StrEnum):
     digits = "digits"
     svhn = "svhn"
     verification = "verification"
@@ -31,9 +27,26 @@ class Benchmark(str, Enum):
     tinyface = "tinyface"
 
 
-class VerificationProtocol(str, Enum):
+class VerificationProtocol(StrEnum):
     insightface = "insightface"
     authors = "authors"
+
+
+class LrSource(StrEnum):
+    degrade = "degrade"
+    disk = "disk"
+
+
+PROTOCOL_HELP = (
+    "Verification protocol: insightface (arcface_torch: image + mirror summed, L2 distance, first best threshold) "
+    "or authors (the F-SKD authors' SphereFace/CosFace code: concatenation, cosine after mean subtraction, mean of "
+    "best thresholds). insightface is the default because it is what public face models and most LR papers report "
+    "with, so everyday numbers compare with theirs; the paper's own AgeDB figures were made with the authors' "
+    "protocol, so use --protocol authors to compare with the paper (`analyze table --paper` only puts like beside like).")
+LR_SOURCE_HELP = (
+    "How LR test images are made: degrade (default: from the HR image, with the interpolation/antialias the "
+    "student was trained with, read from its checkpoint or its training set's meta.yaml; works on HR-only sets) or "
+    "disk (the prepared LR files as they are).")
 
 
 def eval_command(
@@ -42,16 +55,15 @@ def eval_command(
         help="digits | svhn (classification); verification (any set with pairs.csv), agedb, lfw, cfp-fp (1:1); "
              "identification (any set with probe/gallery/distractor roles), tinyface (1:N).")],
     ckpt: Annotated[Path, typer.Option(help="Checkpoint (a run's checkpoint.pt or its folder).")],
-    scale: Annotated[EvalScale, typer.Option(help="Resolution of the test images: 1 (HR, or TinyFace's native), 2, 4 or 8.")] = EvalScale.x1,
+    scale: Annotated[Scale, typer.Option(help="Resolution of the test images: 1 (HR, or TinyFace's native), 2, 4 or 8.")
+                     ] = Scale.x1,
     data: Annotated[str | None, typer.Option(help="Prepared dataset folder (default: data/<benchmark>; "
                                                   "required for verification/identification).")] = None,
-    protocol: Annotated[VerificationProtocol | None, typer.Option(
-        help="Verification protocol: insightface (arcface_torch: image + mirror summed, L2 distance, first best "
-             "threshold; the default) or authors (SphereFace/CosFace code: concatenation, cosine after mean "
-             "subtraction, mean of best thresholds).")] = None,
+    protocol: Annotated[VerificationProtocol | None, typer.Option(help=PROTOCOL_HELP)] = None,
     cross_resolution: Annotated[bool, typer.Option(
         "--cross-resolution", help="Verification: left image HR, right image LR at --scale. Identification: "
                                    "gallery HR, probes LR. (Default: both at --scale, the paper's protocol.)")] = False,
+    lr_source: Annotated[LrSource, typer.Option(help=LR_SOURCE_HELP)] = LrSource.degrade,
     save_scores: Annotated[Path | None, typer.Option(
         help="Verification: write left,right,same,fold,score per pair to this CSV.")] = None,
     roc: Annotated[Path | None, typer.Option(help="Verification: ROC PNG (default: beside the eval JSON).")] = None,
@@ -59,23 +71,22 @@ def eval_command(
     flip: Annotated[bool, typer.Option(help="Identification: add the mirror image's embedding to each feature.")] = True,
     split: Annotated[str | None, typer.Option(help="Classification: manifest split to evaluate on (default: test).")] = None,
     results: Annotated[Path, typer.Option(help="CSV that every eval appends one row per figure to.")] = Path("results.csv"),
-    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    device: Annotated[str, typer.Option(help=DEVICE_HELP)] = "auto",
     batch_size: Annotated[int, typer.Option(help="Images per forward pass (verification/identification add "
                                                  "their mirrors to it).", min=1)] = 64,
 ) -> None:
     """Evaluate a checkpoint on LR (or HR) test images: accuracy, 1:1 verification or 1:N identification.
 
-    Example: fskd eval agedb --ckpt runs/casia-f-skd-x4 --scale 4 --protocol authors --save-scores runs/casia-f-skd-x4/eval/agedb_scores.csv
+    Example: fskd eval agedb --ckpt runs/table1a-f-skd-x4 --scale 4 --protocol authors --save-scores scores.csv
     """
     from ..evaluate.stage import evaluate_benchmark
 
     payload = evaluate_benchmark(
-        benchmark.value, ckpt, scale=int(scale.value), data=data, results=results,
+        benchmark.value, ckpt, scale=scale, data=data, results=results,
         protocol=protocol.value if protocol else None, cross_resolution=cross_resolution, scores_csv=save_scores,
-        roc_png=roc, cmc_png=cmc, flip=flip, split=split, device=device, batch_size=batch_size)
-    metrics = payload["metrics"]
+        roc_png=roc, cmc_png=cmc, flip=flip, split=split, device=device, batch_size=batch_size,
+        lr_source=lr_source.value)
     console.print(f"[green]{payload['run']}[/] {payload['dataset']} x{payload['scale']}: "
-                  + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+                  + ", ".join(f"{k} {v:.4f}" for k, v in payload["metrics"].items()))
     console.print(f"{payload['json']}" + "".join(f", {payload[k]}" for k in ("roc_png", "cmc_png", "scores_csv")
                                                  if payload.get(k)))
-

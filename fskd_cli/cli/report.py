@@ -14,17 +14,19 @@ console = Console(stderr=True)
 
 def report_command(
     runs: Annotated[list[Path], typer.Argument(metavar="RUN...", help="Run folders (or their checkpoint.pt).")],
-    out: Annotated[Path, typer.Option(help="The page: .md (figures linked) or .html (one self-contained file).")] = Path("reports/report.md"),
+    out: Annotated[Path, typer.Option(help="The page: .md (figures linked) or .html (one self-contained file).")
+                   ] = Path("reports/report.md"),
     results: Annotated[Path, typer.Option(help="results.csv written by `fskd eval`.")] = Path("results.csv"),
     figures: Annotated[list[Path] | None, typer.Option(
-        "--figures", help="An `fskd analyze` output folder (norms, correlation, attention) to include; repeat for several.")] = None,
+        "--figures", help="An `fskd analyze` output folder (norms, correlation, attention) to include; repeat for several.")
+    ] = None,
     paper: Annotated[bool, typer.Option("--paper", help="Put the paper's own numbers (Tables 1-5) beside ours.")] = False,
     title: Annotated[str | None, typer.Option(help="Title of the page (default: the run names).")] = None,
 ) -> None:
     """One page per study: the runs, their paper-style result tables, every eval with its ROC/CMC figure,
     and the analyze figures (attention maps, norm box plots, correlation scatter plots).
 
-    Example: fskd report runs/t runs/s-base runs/s-fskd --figures reports/norms --figures reports/attention --paper --out reports/study.html
+    Example: fskd report runs/t runs/s-base runs/s-fskd --figures runs/s-fskd/analysis --paper --out reports/study.html
     """
     from ..analyze.report import build_report
 

@@ -1,4 +1,9 @@
-"""``fskd train-teacher`` and ``fskd distill``: both run the one training loop from a recipe."""
+"""``fskd train-teacher`` and ``fskd distill``: both run the one training loop from a recipe.
+
+With no options they chain: ``fskd train-teacher`` trains the default recipe's teacher (the paper's face
+settings on data/casia) into ``runs/NAME-teacher-sSEED``, and ``fskd distill --method f-skd --scale 8``
+finds it there.
+"""
 
 from __future__ import annotations
 
@@ -9,29 +14,42 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from ..core.config import DEFAULT_RECIPE, RESUME_SAFE_KEYS
+from ..core.scale import Scale
+from ..distill import get_distiller_class, method_summaries
+
 console = Console(stderr=True)
 
+_SUMMARIES = method_summaries()
+Method = Enum("Method", {name: name for name in _SUMMARIES}, type=str)
+TeacherMethod = Enum("TeacherMethod", {name: name for name in _SUMMARIES
+                                       if not (get_distiller_class(name).needs_teacher
+                                               or get_distiller_class(name).wants_teacher_checkpoint)}, type=str)
+_WIDTH = max(map(len, _SUMMARIES))
+METHODS_HELP = "Methods (--method):\n" + "\n".join(f"  {name:<{_WIDTH}}  {text}" for name, text in _SUMMARIES.items())
 
-class Scale(str, Enum):
-    x2 = "2"
-    x4 = "4"
-    x8 = "8"
-    multi = "multi"
-
-
-Recipe = Annotated[Path, typer.Option("--recipe", "-r", help="YAML recipe; options given here override it.")]
-Data = Annotated[str | None, typer.Option(help="Prepared dataset folder (from `fskd prepare`).")]
-Out = Annotated[Path | None, typer.Option(help="Run folder (default: runs/<name>-<method>-x<scale>-s<seed>).")]
-Seed = Annotated[int | None, typer.Option(help="Random seed.")]
-Epochs = Annotated[int | None, typer.Option(help="Train this many epochs; the recipe's milestones keep their place as fractions of the run.")]
-Steps = Annotated[int | None, typer.Option(help="Train this many steps instead (milestones rescaled likewise).")]
-Batch = Annotated[int | None, typer.Option(help="Global batch size.")]
-Lr = Annotated[float | None, typer.Option(help="Initial learning rate.")]
-Device = Annotated[str | None, typer.Option(help="auto, cpu or cuda.")]
-Workers = Annotated[int | None, typer.Option(help="DataLoader worker processes.")]
-Resume = Annotated[bool, typer.Option(help="Continue the run in --out from its checkpoint.")]
+Recipe = Annotated[str, typer.Option(
+    "--recipe", "-r", help="Recipe: a YAML file, or the name of a packaged recipe (under fskd_cli/recipes, .yaml "
+    "optional). Default: the paper's face settings. Example: --recipe paper/table1a-f-skd-x8")]
+Sets = Annotated[list[str] | None, typer.Option(
+    "--set", help="Override any recipe key as KEY=VALUE (the value is read as YAML); repeatable. "
+    "Example: --set train.lr=0.05 --set 'model.kwargs={width: 8}'")]
+Data = Annotated[str | None, typer.Option(help="Prepared dataset folder (from `fskd prepare`). Example: --data data/casia")]
+Seed = Annotated[int | None, typer.Option(help="Random seed (part of the default run folder). Example: --seed 1", min=0)]
+Epochs = Annotated[int | None, typer.Option(help="Train this many epochs; the recipe's milestones keep their place as "
+                                                 "fractions of the run. Example: --epochs 2", min=1)]
+Steps = Annotated[int | None, typer.Option(help="Train this many steps instead (milestones rescaled likewise). "
+                                                "Example: --steps 1000", min=1)]
+Batch = Annotated[int | None, typer.Option(help="Global batch size. Example: --batch-size 128", min=1)]
+Lr = Annotated[float | None, typer.Option(help="Initial learning rate. Example: --lr 0.05")]
+Device = Annotated[str | None, typer.Option(help="auto, cpu, cuda or cuda:N. Example: --device cpu")]
+Workers = Annotated[int | None, typer.Option(help="DataLoader worker processes. Example: --workers 4", min=0)]
+Resume = Annotated[bool, typer.Option(help="Continue the run in --out from its checkpoint; the recipe must be the same "
+                                           f"except {', '.join(RESUME_SAFE_KEYS)}.")]
 StopAfter = Annotated[int | None, typer.Option(help="Stop (with a checkpoint) after this step, keeping the full run's "
-                                                    "schedule; continue later with --resume.")]
+                                                    "schedule; continue later with --resume. Example: --stop-after 500",
+                                               min=1)]
+Force = Annotated[bool, typer.Option(help="Start over in an --out that holds another run or files fskd did not write.")]
 
 
 def _overrides(data: str | None, seed: int | None, epochs: int | None, steps: int | None, batch_size: int | None,
@@ -40,49 +58,72 @@ def _overrides(data: str | None, seed: int | None, epochs: int | None, steps: in
             "train.batch_size": batch_size, "train.lr": lr, "device": device, "data.workers": workers}
 
 
-def _resolve(recipe: Path, overrides: dict[str, Any]):
-    from ..core.config import resolve
+def _resolve(recipe: str, overrides: dict[str, Any], sets: list[str] | None):
+    from ..core.config import parse_sets, resolve
 
-    return resolve(recipe, overrides)
+    return resolve(recipe, overrides, sets=parse_sets(sets))
 
 
-def train_teacher_command(recipe: Recipe,
-                          method: Annotated[str | None, typer.Option(help="An auxiliary loss trained with the teacher "
-                                                                          "(e.g. qualnet-decoder); none by default.")] = None,
-                          data: Data = None, out: Out = None, seed: Seed = None, epochs: Epochs = None,
-                          steps: Steps = None, batch_size: Batch = None, lr: Lr = None, device: Device = None,
-                          workers: Workers = None, resume: Resume = False, stop_after: StopAfter = None) -> None:
+def train_teacher_command(recipe: Recipe = DEFAULT_RECIPE,
+                          method: Annotated[TeacherMethod | None, typer.Option(
+                              help="An auxiliary loss trained with the teacher; none by default. "
+                                   "Example: --method qualnet-decoder")] = None,
+                          data: Data = None,
+                          out: Annotated[Path | None, typer.Option(
+                              help="Run folder (default: runs/<recipe name>-teacher-s<seed>, where `fskd distill` "
+                                   "looks for its teacher). Example: --out runs/teacher")] = None,
+                          set_: Sets = None, seed: Seed = None, epochs: Epochs = None, steps: Steps = None,
+                          batch_size: Batch = None, lr: Lr = None, device: Device = None, workers: Workers = None,
+                          resume: Resume = False, stop_after: StopAfter = None, force: Force = False) -> None:
     """Train a teacher on the HR images (no distillation).
 
-    Example: fskd train-teacher --recipe recipes/digits-demo.yaml --out runs/digits-teacher
+    Example: fskd train-teacher --recipe digits-demo --data data/digits --out runs/digits-teacher
     """
+    from ..train.build import default_out
     from ..train.loop import train
 
     cfg = _resolve(recipe, {**_overrides(data, seed, epochs, steps, batch_size, lr, device, workers),
-                            "distill.teacher_method": method})
-    out = out or Path("runs") / f"{cfg.name}-teacher-s{cfg.seed}"
-    ckpt = train(cfg, out, kind="teacher", resume=resume, stop_after=stop_after)
+                            "distill.teacher_method": method.value if method else None}, set_)
+    ckpt = train(cfg, out or default_out(cfg, "teacher"), kind="teacher", resume=resume, stop_after=stop_after,
+                 force=force)
     console.print(f"[green]teacher checkpoint:[/] {ckpt}")
 
 
-def distill_command(recipe: Recipe, method: Annotated[str | None, typer.Option(help="base, f-skd, fitnet, norm-kd, ...")] = None,
-                    scale: Annotated[Scale | None, typer.Option(help="Student's input resolution: 2, 4, 8 or multi.")] = None,
-                    teacher: Annotated[Path | None, typer.Option(help="Teacher checkpoint (from `fskd train-teacher`).")] = None,
-                    lambda_: Annotated[float | None, typer.Option("--lambda", help="Distillation weight (paper: 5).")] = None,
-                    data: Data = None, out: Out = None, seed: Seed = None, epochs: Epochs = None, steps: Steps = None,
+def distill_command(method: Annotated[Method | None, typer.Option(
+                        help="Distillation method, one of those listed above (default: the recipe's). "
+                             "Example: --method f-skd")] = None,
+                    scale: Annotated[Scale | None, typer.Option(help="The student's input resolution: 1 (HR), 2, 4, 8 "
+                                                                     "or multi. Example: --scale 8")] = None,
+                    teacher: Annotated[Path | None, typer.Option(
+                        help="Teacher checkpoint or run folder (default: the run `fskd train-teacher` writes with the "
+                             "same recipe and seed). Example: --teacher runs/teacher/checkpoint.pt")] = None,
+                    lambda_: Annotated[float | None, typer.Option(
+                        "--lambda", help="Distillation weight (paper: 5). Example: --lambda 20", min=0)] = None,
+                    recipe: Recipe = DEFAULT_RECIPE, data: Data = None,
+                    out: Annotated[Path | None, typer.Option(
+                        help="Run folder (default: runs/<recipe name>-<method>-x<scale>-s<seed>). "
+                             "Example: --out runs/f-skd-x8")] = None,
+                    set_: Sets = None, seed: Seed = None, epochs: Epochs = None, steps: Steps = None,
                     batch_size: Batch = None, lr: Lr = None, device: Device = None, workers: Workers = None,
-                    resume: Resume = False, stop_after: StopAfter = None) -> None:
+                    resume: Resume = False, stop_after: StopAfter = None, force: Force = False) -> None:
     """Train a student on LR images, guided by a frozen HR teacher.
 
-    Example: fskd distill --recipe recipes/digits-demo.yaml --method f-skd --scale 4 --teacher runs/digits-teacher/checkpoint.pt
+    Example: fskd distill --method f-skd --scale 8   (after `fskd train-teacher` with the same recipe)
     """
+    from ..train.build import default_out, default_teacher, needs_teacher
     from ..train.loop import train
 
     o = _overrides(data, seed, epochs, steps, batch_size, lr, device, workers)
-    o.update({"distill.method": method, "distill.scale": scale.value if scale else None,
+    o.update({"distill.method": method.value if method else None, "distill.scale": scale.value if scale else None,
               "distill.teacher": str(teacher) if teacher else None, "distill.weight": lambda_})
-    cfg = _resolve(recipe, o)
-    d = cfg.distill
-    out = out or Path("runs") / f"{cfg.name}-{d.method}-x{d.scale}-s{cfg.seed}"
-    ckpt = train(cfg, out, kind="student", resume=resume, stop_after=stop_after)
+    cfg = _resolve(recipe, o, set_)
+    if cfg.distill.teacher is None and needs_teacher(cfg):
+        make_it = "fskd train-teacher" + (f" --recipe {recipe}" if recipe != DEFAULT_RECIPE else "")
+        make_it += f" --seed {cfg.seed}" + (f" --data {cfg.data.path}" if data else "")
+        cfg.distill.teacher = str(default_teacher(cfg, make_it))
+    ckpt = train(cfg, out or default_out(cfg, "student"), kind="student", resume=resume, stop_after=stop_after,
+                 force=force)
     console.print(f"[green]student checkpoint:[/] {ckpt}")
+
+
+distill_command.__doc__ = f"{distill_command.__doc__.rstrip()}\n\n{METHODS_HELP}\n"

@@ -10,19 +10,20 @@ from __future__ import annotations
 
 import pickle
 import random
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import zipfile
 from torch import nn
 
 from .. import __version__
-from .errors import FskdError
-from .io import atomic_path
 from ..models import create_model
 from ..models.heads import create_head
+from .errors import FskdError
+from .guard import note_checkpoint
+from .io import atomic_path
 
 KINDS = ("teacher", "student")
 
@@ -48,8 +49,13 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
-    with atomic_path(path) as tmp:
-        torch.save({**payload, "fskd_version": __version__}, tmp)
+    """Write atomically; through a file object, so a full disk surfaces as an OSError (-> one-line FskdError).
+
+    The path is noted for the CLI's Ctrl-C message ("interrupted; last checkpoint: PATH").
+    """
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        torch.save({**payload, "fskd_version": __version__}, f)
+    note_checkpoint(path)
 
 
 def load_checkpoint(path: str | Path, kind: str | None = None) -> dict[str, Any]:
@@ -65,7 +71,8 @@ def load_checkpoint(path: str | Path, kind: str | None = None) -> dict[str, Any]
     try:
         ck = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as e:
-        raise FskdError(f"{path}: not a readable fskd checkpoint ({str(e).splitlines()[0][:120]})") from None
+        reason = (str(e) or type(e).__name__).splitlines()[0][:120]
+        raise FskdError(f"{path}: not a readable fskd checkpoint ({reason})") from None
     if not isinstance(ck, dict) or "arch" not in ck or "kind" not in ck:
         raise FskdError(f"{path}: not an fskd checkpoint (no 'arch'/'kind' entries)")
     if kind and ck["kind"] != kind:

@@ -17,12 +17,14 @@ import re
 import types
 import typing
 from dataclasses import asdict, dataclass, field
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from .errors import FskdError
+from .preprocess import Preprocess
 from .scale import Scale
 
 
@@ -43,6 +45,9 @@ class ModelConfig:
     kwargs: dict[str, Any] = field(default_factory=dict)
     head: str = "softmax"  # softmax | cosface | arcface
     head_kwargs: dict[str, Any] = field(default_factory=dict)
+    # input convention {color, mean, std} (uint8 units; mean/std one number or one per channel), see
+    # core/preprocess.py; empty: RGB in [-1, 1]. A student always takes its teacher's (from its checkpoint)
+    preprocess: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -93,4 +98,247 @@ class RunConfig:
         return asdict(self)
 
 
-@@TAIL@@
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+#: the recipe of ``fskd train-teacher`` and ``fskd distill`` when none is given: the paper's face settings
+DEFAULT_RECIPE = "faces-base.yaml"
+#: keys that ``--resume`` accepts changed (they change how a run is executed or logged, not what it
+#: computes); any other change is refused, so a checkpoint never continues under other settings
+RESUME_SAFE_KEYS = ("device", "data.workers", "data.cache", "train.log_every", "train.ckpt_every", "train.tensorboard")
+_DICT_KEYS = ("kwargs", "head_kwargs", "preprocess", "options", "teacher_options")  # free-form mappings, replaced whole
+_DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
+
+
+def find_recipe(recipe: str | Path) -> Path:
+    """A recipe path as given, else the packaged recipe of that name (``.yaml`` optional)."""
+    path = Path(recipe)
+    if path.is_file():
+        return path
+    for candidate in (RECIPES / path, RECIPES / f"{path}.yaml"):
+        if candidate.is_file() and candidate.resolve().is_relative_to(RECIPES):
+            return candidate
+    raise FskdError(f"{recipe}: recipe not found (neither a file nor a packaged recipe under {RECIPES}; "
+                    "e.g. paper/table1a-f-skd-x8)")
+
+
+def load_recipe(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """Read a recipe and the chain of ``base:`` recipes under it, merged (the recipe wins)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FskdError(f"{path}: recipe not found")
+    if path.resolve() in _seen:
+        raise FskdError(f"{path}: 'base' recipes form a cycle")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise FskdError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise FskdError(f"{path}: a recipe must be a mapping of sections")
+    _check_sections(data, str(path))
+    base = data.pop("base", None)
+    if base:
+        data = merge(load_recipe(path.parent / str(base), (*_seen, path.resolve())), data)
+    return data
+
+
+def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        nested = isinstance(v, dict) and isinstance(out.get(k), dict) and k not in _DICT_KEYS
+        out[k] = merge(out[k], v) if nested else v
+    return out
+
+
+def parse_sets(items: list[str] | None) -> dict[str, Any]:
+    """``["train.lr=0.05", "model.kwargs={width: 8}"]`` -> dotted overrides, each value read as YAML."""
+    sets: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise FskdError(f"--set {item}: expected KEY=VALUE, e.g. --set train.lr=0.05")
+        try:
+            sets[key] = yaml.safe_load(text)
+        except yaml.YAMLError:
+            raise FskdError(f"--set {item}: the value is not valid YAML") from None
+        check_key(key, f"--set {item}")
+    return sets
+
+
+def check_key(key: str, source: str) -> None:
+    """FskdError naming ``source`` unless the dotted ``key`` names a recipe key (or lies in a free-form mapping)."""
+    cls: Any = RunConfig
+    parts = key.split(".")
+    for i, part in enumerate(parts):
+        names = {f.name for f in dataclasses.fields(cls)}
+        if part not in names:
+            raise FskdError(f"{source}: unknown key '{'.'.join(parts[:i + 1])}' (known: {', '.join(sorted(names))})")
+        tp = typing.get_type_hints(cls)[part]
+        if dataclasses.is_dataclass(tp):
+            cls = tp
+        elif typing.get_origin(tp) is dict:
+            return
+        elif i < len(parts) - 1:
+            raise FskdError(f"{source}: '{'.'.join(parts[:i + 1])}' is a value, not a section")
+
+
+def resolve(recipe: str | Path | None, overrides: dict[str, Any] | None = None,
+            base: dict[str, Any] | None = None, sets: dict[str, Any] | None = None) -> RunConfig:
+    """Recipe (path or packaged name; or a ``base`` dict) + dotted overrides -> a checked RunConfig.
+
+    ``overrides`` are typed CLI options: those whose value is ``None`` were not given and keep the
+    recipe's value. ``sets`` (from ``--set``, see :func:`parse_sets`) apply as given, ``null`` included.
+    """
+    path = find_recipe(recipe) if recipe else None
+    source = str(path) if path else "the command line"
+    data = load_recipe(path) if path else dict(base or {})
+    given = {**(sets or {}), **{k: v for k, v in (overrides or {}).items() if v is not None}}
+    _rescale_run_length(data, given)
+    for key, value in given.items():
+        _set_key(data, key, value, source)
+    _check_sections(data, source)
+    cfg = _build(RunConfig, data, source, "")
+    _validate(cfg, source)
+    return cfg
+
+
+def _set_key(data: dict[str, Any], key: str, value: Any, source: str) -> None:
+    node = data
+    *parents, leaf = key.split(".")
+    for p in parents:
+        node = node.setdefault(p, {})
+        if not isinstance(node, dict):
+            raise FskdError(f"{source}: cannot set {key}: '{p}' is not a mapping")
+    node[leaf] = value
+
+
+def _check_sections(data: dict[str, Any], source: str) -> None:
+    for f in dataclasses.fields(RunConfig):
+        if f.name in data and dataclasses.is_dataclass(typing.get_type_hints(RunConfig)[f.name]):
+            if not isinstance(data[f.name], dict):
+                raise FskdError(f"{source}: section '{f.name}' must be a mapping of keys, got {data[f.name]!r}")
+
+
+def _rescale_run_length(data: dict[str, Any], overrides: dict[str, Any]) -> None:
+    """A run length given on the command line (``train.epochs`` or ``train.steps``) replaces the recipe's,
+    in either unit, and the recipe's milestones keep their place as fractions of the run."""
+    train = data.setdefault("train", {})
+    if not isinstance(train, dict):
+        return  # reported by _check_sections
+    old = train.get("epochs") or train.get("steps")
+    for key in ("epochs", "steps"):
+        new = overrides.pop(f"train.{key}", None)
+        if new is None:
+            continue
+        train.pop("epochs", None), train.pop("steps", None)
+        train[key] = new
+        if _positive_int(old) and _positive_int(new) and isinstance(train.get("milestones"), list) \
+                and "train.milestones" not in overrides:
+            scaled = [max(1, min(new, round(m * new / old))) for m in train["milestones"] if _positive_int(m)]
+            train["milestones"] = sorted(set(scaled))
+
+
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def _build(cls: type, data: Any, source: str, prefix: str) -> Any:
+    if not isinstance(data, dict):
+        raise FskdError(f"{source}: '{prefix.rstrip('.') or 'recipe'}' must be a mapping")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(map(str, data)) - names)
+    if unknown:
+        raise FskdError(f"{source}: unknown key '{prefix}{unknown[0]}' (known: {', '.join(sorted(names))})")
+    kwargs = {}
+    for name, value in data.items():
+        kwargs[name] = _coerce(hints[name], value, source, prefix + name)
+    return cls(**kwargs)
+
+
+def _coerce(tp: Any, value: Any, source: str, key: str) -> Any:
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, source, key + ".")
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        return _coerce(next(a for a in args if a is not type(None)), value, source, key)
+    if origin is list:
+        if not isinstance(value, list):
+            raise FskdError(f"{source}: '{key}' must be a list, got {value!r}")
+        (item,) = typing.get_args(tp)
+        return [_coerce(item, v, source, key) for v in value]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise FskdError(f"{source}: '{key}' must be a mapping, got {value!r}")
+        return dict(value)
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp is str and isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if tp in (int, float, str, bool) and not (isinstance(value, tp) and (tp is bool or not isinstance(value, bool))):
+        raise FskdError(f"{source}: '{key}' must be {tp.__name__}, got {value!r}")
+    if tp is float and not math.isfinite(value):
+        raise FskdError(f"{source}: '{key}' must be a finite number, got {value!r}")
+    return value
+
+
+# (dotted key, the least value allowed, whether that value itself is allowed)
+_RANGES = (("seed", 0, True), ("data.workers", 0, True), ("train.batch_size", 1, True), ("train.lr", 0, False),
+           ("train.momentum", 0, True), ("train.weight_decay", 0, True), ("train.gamma", 0, False),
+           ("train.log_every", 1, True), ("train.ckpt_every", 0, True), ("train.epochs", 1, True),
+           ("train.steps", 1, True), ("distill.weight", 0, True), ("distill.teacher_weight", 0, True))
+_CHOICES = (("data.degrade", ("disk", "device")), ("train.amp", ("auto", "off", "bf16", "fp16")))
+
+
+def _validate(cfg: RunConfig, source: str) -> None:
+    """Ranges and choices, each error naming the recipe and the key."""
+    for key, least, inclusive in _RANGES:
+        value = _get(cfg, key)
+        if value is not None and not (value >= least if inclusive else value > least):
+            raise FskdError(f"{source}: {key} must be {'>=' if inclusive else '>'} {least}, got {value!r}")
+    for key, choices in _CHOICES:
+        if _get(cfg, key) not in choices:
+            raise FskdError(f"{source}: {key} must be one of {', '.join(choices)}, got {_get(cfg, key)!r}")
+    if not _DEVICE.fullmatch(cfg.device):
+        raise FskdError(f"{source}: device must be auto, cpu, cuda or cuda:N, got {cfg.device!r}")
+    t = cfg.train
+    if (t.epochs is None) == (t.steps is None):
+        raise FskdError(f"{source}: set exactly one of train.epochs and train.steps")
+    total = t.epochs if t.epochs is not None else t.steps
+    if any(b <= a for a, b in pairwise(t.milestones)) or any(not 0 < m <= total for m in t.milestones):
+        raise FskdError(f"{source}: train.milestones must be increasing and within the run (1..{total}), got {t.milestones}")
+    try:
+        cfg.distill.scale = Scale.parse(cfg.distill.scale).value
+    except ValueError as e:
+        raise FskdError(f"{source}: distill.scale: {e}") from None
+    try:
+        Preprocess.from_dict(cfg.model.preprocess)
+    except (TypeError, ValueError) as e:
+        raise FskdError(f"{source}: model.preprocess: {e}") from None
+
+
+def _get(cfg: RunConfig, key: str) -> Any:
+    node: Any = cfg
+    for part in key.split("."):
+        node = getattr(node, part)
+    return node
+
+
+def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"train": {"lr": 0.1}}`` -> ``{"train.lr": 0.1}`` (free-form mappings such as kwargs stay whole)."""
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(value, dict) and key not in _DICT_KEYS:
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[prefix + key] = value
+    return flat
+
+
+def resume_changes(old: dict[str, Any], new: RunConfig) -> tuple[list[tuple[str, Any, Any]], list[tuple[str, Any, Any]]]:
+    """The (key, old, new) differences between a checkpoint's config and ``new``: (refused, safe) ones."""
+    a, b = flatten(old), flatten(new.to_dict())
+    changes = [(k, a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+    return ([c for c in changes if c[0] not in RESUME_SAFE_KEYS], [c for c in changes if c[0] in RESUME_SAFE_KEYS])

@@ -25,6 +25,9 @@ from .errors import FskdError
 WRITE_FAULTS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG})
 
 
+_HEADER_MAX = 64 * 1024  # a CSV header longer than this is not one of fskd's
+
+
 def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
@@ -43,13 +46,15 @@ def write_faults(path: str | os.PathLike) -> Iterator[None]:
     """
     try:
         yield
-    except OSError as e:
-        if e.errno not in WRITE_FAULTS:
+    except (OSError, RuntimeError) as e:
+        # torch.save into a file object reports the file's OSError as a RuntimeError's context
+        fault = e if isinstance(e, OSError) else e.__context__
+        if not isinstance(fault, OSError) or fault.errno not in WRITE_FAULTS:
             raise
-        culprit = Path(e.filename) if e.filename else Path(path)
+        culprit = Path(fault.filename) if fault.filename else Path(path)
         if culprit.name.startswith(f".{Path(path).name}.") and culprit.name.endswith(".tmp"):
             culprit = Path(path)
-        raise FskdError(f"{culprit}: {e.strerror or os.strerror(e.errno)}") from e
+        raise FskdError(f"{culprit}: {fault.strerror or os.strerror(fault.errno)}") from e
 
 
 @contextmanager
@@ -109,13 +114,15 @@ def append_csv(path: str | os.PathLike, row: Mapping[str, Any], fields: list[str
     path = Path(path)
     if path.is_dir():
         raise FskdError(f"{path}: is a folder, not a CSV file")
+    if path.exists() and not path.is_file():
+        raise FskdError(f"{path}: not a regular file (a device or pipe), not a CSV file")
     with write_faults(path):
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "a+", newline="", encoding="utf-8") as f:
             fcntl.flock(f, fcntl.LOCK_EX)
             f.seek(0)
             try:
-                header = next(csv.reader([f.readline()]), [])
+                header = next(csv.reader([f.readline(_HEADER_MAX)]), [])
             except UnicodeDecodeError:
                 raise FskdError(f"{path}: not a text CSV file; give another file") from None
             if header and header != list(fields):

@@ -13,19 +13,33 @@ from typing import Any
 
 import torch
 
+Stat = float | tuple[float, float, float]
+
 
 @dataclass(frozen=True)
 class Preprocess:
-    """uint8 RGB ``[B, 3, H, W]`` -> float model input: optional channel flip, then ``(x - mean) / std``."""
+    """uint8 RGB ``[B, 3, H, W]`` -> float model input: optional channel flip, then ``(x - mean) / std``.
+
+    ``mean`` and ``std`` are in uint8 units, one number for every channel or one per channel (in the
+    model's channel order, i.e. after the flip), e.g. SVHN's statistics as the authors' QualNet code
+    normalises digits: mean ``255 * (0.4377, 0.4438, 0.4728)``, std ``255 * (0.1980, 0.2010, 0.1970)``.
+    """
 
     color: str = "rgb"  # rgb | bgr: the channel order the model expects
-    mean: float = 127.5
-    std: float = 127.5
+    mean: Stat = 127.5
+    std: Stat = 127.5
 
     def __post_init__(self) -> None:
         if self.color not in ("rgb", "bgr"):
             raise ValueError(f"color must be rgb or bgr, got {self.color!r}")
-        if not self.std > 0:
+        for name in ("mean", "std"):
+            value = getattr(self, name)
+            if isinstance(value, (list, tuple)):
+                if len(value) != 3:
+                    raise ValueError(f"{name} must be one number or three (one per channel), got {list(value)}")
+                object.__setattr__(self, name, tuple(float(v) for v in value))  # lists from YAML, tuples kept
+        stds = self.std if isinstance(self.std, tuple) else (self.std,)
+        if not all(s > 0 for s in stds):
             raise ValueError(f"std must be positive, got {self.std}")
 
     @classmethod
@@ -34,15 +48,20 @@ class Preprocess:
         return cls(**(data or {}))
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
     def apply(self, images: torch.Tensor, device: torch.device | str = "cpu", channels_last: bool = False) -> torch.Tensor:
         """uint8 RGB images -> float input on ``device`` (the copy is made as uint8: a quarter of the bytes)."""
         x = images.to(device, non_blocking=True)
         if self.color == "bgr":
             x = x.flip(-3)
-        x = x.float().sub_(self.mean).div_(self.std)
+        x = x.float()
+        x = x.sub_(self._per_channel(self.mean, x)).div_(self._per_channel(self.std, x))
         return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+    @staticmethod
+    def _per_channel(value: Stat, x: torch.Tensor) -> float | torch.Tensor:
+        return torch.tensor(value, dtype=x.dtype, device=x.device).view(3, 1, 1) if isinstance(value, tuple) else value
 
 
 RGB_UNIT = Preprocess()

@@ -7,10 +7,10 @@ where each training sample draws one of 1x, 2x, 4x, 8x uniformly.
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 
-class Scale(str, Enum):
+class Scale(StrEnum):
     """A resolution setting. Its ``value`` is what recipes, file names and results.csv hold."""
 
     x1 = "1"
@@ -40,10 +40,21 @@ class Scale(str, Enum):
         """How tables and file names write it: ``x4``, ``multi``."""
         return self.value if self is Scale.multi else f"x{self.value}"
 
-    def __str__(self) -> str:
-        return self.value
-
 
 CHOICES = tuple(s.value for s in Scale)
 LR_FACTORS = (2, 4, 8)  # the LR copies `fskd prepare` can write beside the HR image
 MULTI_FACTORS = (1, 2, 4, 8)
+
+
+def one_factor(value: Scale | str | int) -> int:
+    """The one downsampling factor an eval or a photo is seen at; ``multi`` (a training setting) and a bad value
+    are a user's mistake naming ``--scale``."""
+    from .errors import FskdError
+
+    try:
+        parsed = Scale.parse(value)
+    except ValueError as e:
+        raise FskdError(f"--scale: {e}") from None
+    if parsed is Scale.multi:
+        raise FskdError("--scale: multi mixes scales in training; give one of 1, 2, 4, 8")
+    return parsed.factors[0]

@@ -18,6 +18,11 @@ import torch.nn.functional as F
 from ..core.scale import LR_FACTORS
 
 INTERPOLATIONS = ("bilinear", "nearest", "bicubic", "area")
+# Interpolations whose LR images a training loop can make on its device from HR batches that are already
+# flipped and scaled to the network's range, and still get the files (within rounding): they are mirror-
+# symmetric (nearest is not: it keeps the first pixel of each block) and never leave the input's range
+# (bicubic overshoots, which the files clip at 0 and 255).
+DEVICE_EXACT = ("bilinear", "area")
 
 
 def degrade(
@@ -48,9 +53,19 @@ def degrade(
 
 def degrade_uint8(image: np.ndarray, scale: int, interpolation: str = "bilinear", antialias: bool = False) -> np.ndarray:
     """:func:`degrade` for one ``H x W x C`` uint8 image, rounded back to uint8 (for files on disk)."""
-    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float()
-    y = degrade(x, scale, interpolation, antialias)
-    return y.round_().clamp_(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
+    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
+    return degrade_uint8_batch(x, scale, interpolation, antialias).permute(1, 2, 0).numpy()
+
+
+def degrade_uint8_batch(images: torch.Tensor, scale: int, interpolation: str = "bilinear",
+                        antialias: bool = False) -> torch.Tensor:
+    """:func:`degrade` for uint8 ``[..., C, H, W]`` images, rounded back to uint8.
+
+    The LR images of a scale that is not on disk, made as the files would have been: the same float
+    computation and the same rounding, so they equal the files byte for byte.
+    """
+    y = degrade(images.float(), scale, interpolation, antialias)
+    return y.round_().clamp_(0, 255).to(torch.uint8)
 
 
 def degrade_batch(images: torch.Tensor, scales: torch.Tensor, interpolation: str = "bilinear",

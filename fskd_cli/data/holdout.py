@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import itertools
 import random
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from ..core.errors import FskdError
+from ..core.guard import first_difference
 from ..core.io import write_csv, write_yaml
-from .manifest import MANIFEST_FIELDS, PAIR_FIELDS, Row, read_manifest, read_meta
+from .manifest import MANIFEST_FIELDS, PAIR_FIELDS, USABLE, Row, read_manifest, read_meta
+from .readers.reader import natural_key
 
 
 def make_pairs(rows: list[Row], n_pairs: int, folds: int, seed: int) -> list[tuple[str, str, int]]:
@@ -43,28 +45,59 @@ def make_pairs(rows: list[Row], n_pairs: int, folds: int, seed: int) -> list[tup
     return out
 
 
-def hold_out(root: str | Path, identities: int, pairs: int, *, folds: int = 10, seed: int = 0) -> dict:
-    """Move ``identities`` identities of ``root`` to the test split and write their pairs; return the meta."""
+def hold_out(root: str | Path, identities: int, pairs: int, *, folds: int = 10, seed: int = 0,
+             force: bool = False) -> dict:
+    """Move ``identities`` identities of ``root`` to the test split and write their pairs; return the meta.
+
+    The choice depends only on the identity names, ``identities`` and ``seed``, never on an earlier
+    holdout: a rerun with the same options changes nothing, one with other options is refused unless
+    ``force``, which redoes the split from all identities (no held-out person is moved into training
+    by accident, and none is held out twice).
+    """
     root = Path(root)
     meta = read_meta(root)
-    all_rows = read_manifest(root, ok_only=False)
-    ok = [r for r in all_rows if r.status == "ok" and r.label >= 0]
-    labels = sorted({r.label for r in ok})
-    if not 2 <= identities < len(labels):
-        raise FskdError(f"{root}: has {len(labels)} identities; --identities must be from 2 to {len(labels) - 1}")
-    held = set(random.Random(seed).sample(labels, identities))
-    kept = [lab for lab in labels if lab not in held]
-    new_label = {lab: i for i, lab in enumerate(kept + sorted(held))}
-    rows = [replace(r, label=new_label.get(r.label, r.label),
-                    split=("test" if r.label in held else "train") if r.status == "ok" else r.split) for r in all_rows]
-    pair_list = make_pairs([r for r in rows if r.split == "test" and r.status == "ok"], pairs, folds, seed)
-    write_csv(root / "pairs.csv", (dict(zip(PAIR_FIELDS, p)) for p in pair_list), PAIR_FIELDS)
-    write_csv(root / "manifest.csv", (r.__dict__ for r in rows), MANIFEST_FIELDS)
+    if meta["task"] != "train":
+        raise FskdError(f"{root}: a {meta['task']} set; `prepare holdout` splits a training set")
+    asked = {"identities": identities, "pairs": pairs, "folds": folds, "seed": seed}
+    if _already_done(root, meta.get("holdout"), asked, force):
+        return meta
+    rows, kept = _split(root, read_manifest(root, ok_only=False), identities, seed)
+    pair_list = make_pairs([r for r in rows if r.split == "test" and r.status in USABLE], pairs, folds, seed)
+    write_csv(root / "pairs.csv", (dict(zip(PAIR_FIELDS, p, strict=True)) for p in pair_list), PAIR_FIELDS)
+    write_csv(root / "manifest.csv", (asdict(r) for r in rows), MANIFEST_FIELDS)
     counts = dict(meta.get("counts", {}))
-    counts["splits"] = {s: sum(r.split == s and r.status == "ok" for r in rows) for s in ("train", "test")}
+    counts["splits"] = {s: sum(r.split == s and r.status in USABLE for r in rows) for s in ("train", "test")}
     counts["pairs"] = len(pair_list)
-    meta.update(counts=counts, num_classes=len(kept),
-                holdout={"identities": identities, "pairs": pairs, "folds": folds, "seed": seed,
-                         "train_identities": len(kept)})
+    meta.update(counts=counts, num_classes=kept, holdout={**asked, "train_identities": kept})
     write_yaml(root / "meta.yaml", meta)
     return meta
+
+
+def _already_done(root: Path, done: dict | None, asked: dict, force: bool) -> bool:
+    """Whether the same holdout is already there; a different one is refused unless ``force``."""
+    if done is None:
+        return False
+    diff = first_difference({k: done.get(k) for k in asked}, asked)
+    if diff is None:
+        return True
+    if not force:
+        key, old, new = diff
+        raise FskdError(f"{root}: already holds out identities with --{key} {old}, now --{key} {new}; rerun with the "
+                        "same options, or --force to redo the split from all identities")
+    return False
+
+
+def _split(root: Path, all_rows: list[Row], identities: int, seed: int) -> tuple[list[Row], int]:
+    """All rows with held-out identities in ``test``, the others in ``train``, and labels renumbered:
+    training identities ``0 .. K-1`` then the held-out ones, each in natural order of their names."""
+    names = sorted({r.identity for r in all_rows if r.status in USABLE and r.identity and r.label >= 0},
+                   key=natural_key)
+    if not 2 <= identities < len(names):
+        raise FskdError(f"{root}: has {len(names)} identities; --identities must be from 2 to {len(names) - 1}")
+    held = set(random.Random(seed).sample(names, identities))
+    order = [n for n in names if n not in held] + [n for n in names if n in held]
+    new_label = {name: i for i, name in enumerate(order)}
+    rows = [replace(r, label=new_label.get(r.identity, r.label),
+                    split=("test" if r.identity in held else "train") if r.status in USABLE else r.split)
+            for r in all_rows]
+    return rows, len(names) - identities

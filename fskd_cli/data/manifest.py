@@ -23,12 +23,15 @@ from PIL import Image
 
 from .. import __version__
 from ..core.errors import FskdError
+from ..core.guard import inside
 from ..core.io import append_csv, atomic_path, write_csv, write_yaml
 from ..core.scale import LR_FACTORS
 from .degrade import degrade_uint8
 
 TASKS = ("train", "verification", "identification", "classification")
-STATUSES = ("ok", "no_face", "unreadable", "too_small", "wrong_size", "skipped")
+STATUSES = ("ok", "center", "no_face", "unreadable", "too_small", "wrong_size", "skipped")
+#: Rows whose image is there to use: ``center`` is a central crop kept by ``--on-no-face center`` (filter it out by status).
+USABLE = ("ok", "center")
 
 
 @dataclass
@@ -79,6 +82,7 @@ class DatasetWriter:
     can be re-run: :meth:`finished` tells which sources are already done, and :meth:`close` writes
     the final manifest in the order the reader gave. ``resume_rows`` (the manifest of an earlier,
     finished run with the same options) count as done in the same way, so a re-run skips them too.
+    ``in_place``: rows point at records that stay where they are (``rec:PART:KEY``); no image is written.
     """
 
     def __init__(
@@ -94,6 +98,7 @@ class DatasetWriter:
         source: str = "",
         extra_meta: dict[str, Any] | None = None,
         resume_rows: Iterable[Row] = (),
+        in_place: bool = False,
     ) -> None:
         if task not in TASKS:
             raise ValueError(f"task must be one of {TASKS}")
@@ -105,11 +110,12 @@ class DatasetWriter:
         self.scales = tuple(sorted(set(scales)))
         self.interpolation, self.antialias = interpolation, antialias
         self.source, self.extra_meta = source, dict(extra_meta or {})
+        self.in_place = in_place
         self.rows: list[Row] = []
         self.journal = self.out / JOURNAL
         self._done: dict[str, Row] = {}
         for row in [*resume_rows, *self._journal_rows()]:
-            if row.source and (row.status != "ok" or self._files_exist(row.path)):
+            if row.source and (row.status not in USABLE or self._files_exist(row.path)):
                 self._done[row.source] = row
         self.out.mkdir(parents=True, exist_ok=True)
 
@@ -120,7 +126,7 @@ class DatasetWriter:
             return [Row(**{**r, "label": int(r["label"])}) for r in csv.DictReader(f)]
 
     def _files_exist(self, path: str) -> bool:
-        return all((self.out / lr_path(path, s)).exists() for s in (1, *self.scales))
+        return self.in_place or all((self.out / lr_path(path, s)).exists() for s in (1, *self.scales))
 
     def finished(self, source: str) -> Row | None:
         """The row already written for ``source`` by an earlier, interrupted run, if any."""
@@ -135,7 +141,7 @@ class DatasetWriter:
         if row.source and row.source in self._done:
             self.rows.append(self._done[row.source])
             return self._done[row.source]
-        if row.status == "ok":
+        if row.status in USABLE:
             if image is not None:
                 self.write_images(row, image, keep_size=keep_size)
             elif not self._files_exist(row.path):
@@ -154,30 +160,32 @@ class DatasetWriter:
             image = np.repeat(image[:, :, None], 3, axis=2)
         if not keep_size and self.image_size and image.shape[:2] != (self.image_size, self.image_size):
             raise ValueError(f"image of {image.shape[:2]} in a {self.image_size}px dataset")
-        save_png(self.out / row.path, image)
+        paths = {s: inside(self.out, self.out / lr_path(row.path, s)) for s in (1, *self.scales)}  # nothing escapes
+        save_png(paths[1], image)
         for s in self.scales:
-            save_png(self.out / lr_path(row.path, s), degrade_uint8(image, s, self.interpolation, self.antialias))
+            save_png(paths[s], degrade_uint8(image, s, self.interpolation, self.antialias))
 
     def close(self, pairs: Iterable[tuple[str, str, int]] | None = None, **meta: Any) -> dict[str, Any]:
         """Write ``manifest.csv``, ``pairs.csv`` (if given) and ``meta.yaml``; return the meta dict."""
         write_csv(self.out / "manifest.csv", (asdict(r) for r in self.rows), MANIFEST_FIELDS)
         if pairs is not None:
             pairs = list(pairs)
-            write_csv(self.out / "pairs.csv", (dict(zip(PAIR_FIELDS, p)) for p in pairs), PAIR_FIELDS)
+            write_csv(self.out / "pairs.csv", (dict(zip(PAIR_FIELDS, p, strict=True)) for p in pairs), PAIR_FIELDS)
         status = Counter(r.status for r in self.rows)
-        ok = [r for r in self.rows if r.status == "ok"]
+        ok = [r for r in self.rows if r.status in USABLE]
         info: dict[str, Any] = {
             "name": self.name,
             "task": self.task,
             "image_size": self.image_size,
             "channels": 3,
             "colour": "RGB",
-            "scales": [1, *self.scales],
+            "scales": [1] if self.in_place else [1, *self.scales],
             "degradation": {"interpolation": self.interpolation, "antialias": self.antialias,
                             "method": "downsample by the scale, then resize back to the HR size"},
             "num_classes": len({r.label for r in ok if r.label >= 0}),
             "counts": {"rows": len(self.rows), **{k: status[k] for k in sorted(status)},
-                       "splits": dict(sorted(Counter(r.split for r in ok).items()))},
+                       "splits": dict(sorted(Counter(r.split for r in ok).items())),
+                       "identities_without_image": len(identities_without_image(self.rows))},
             "source": self.source,
             "fskd_version": __version__,
             **self.extra_meta,
@@ -190,13 +198,22 @@ class DatasetWriter:
         return info
 
 
+def identities_without_image(rows: Iterable[Row]) -> list[str]:
+    """Identities (in order of first appearance) that have rows but not one usable image."""
+    seen: dict[str, bool] = {}
+    for r in rows:
+        if r.identity:
+            seen[r.identity] = seen.get(r.identity, False) or r.status in USABLE
+    return [name for name, usable in seen.items() if not usable]
+
+
 def read_meta(root: str | os.PathLike) -> dict[str, Any]:
     path = Path(root) / "meta.yaml"
     if not path.exists():
         raise FskdError(f"{path}: not found; is {root} a dataset written by `fskd prepare`?")
     try:
         meta = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
         raise FskdError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
     if not isinstance(meta, dict) or "task" not in meta:
         raise FskdError(f"{path}: not an fskd meta.yaml (no 'task' key)")
@@ -206,30 +223,41 @@ def read_meta(root: str | os.PathLike) -> dict[str, Any]:
 def read_manifest(root: str | os.PathLike, *, split: str | None = None, ok_only: bool = True) -> list[Row]:
     """Rows of ``root/manifest.csv``, optionally of one split, by default only the usable ones."""
     path = Path(root) / "manifest.csv"
-    if not path.exists():
-        raise FskdError(f"{path}: not found; is {root} a dataset written by `fskd prepare`?")
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        missing = set(MANIFEST_FIELDS) - set(reader.fieldnames or [])
-        if missing:
-            raise FskdError(f"{path}: missing columns {sorted(missing)}")
-        rows = []
-        for i, r in enumerate(reader, start=2):
-            try:
-                row = Row(**{k: r[k] for k in MANIFEST_FIELDS} | {"label": int(r["label"])})
-            except ValueError:
-                raise FskdError(f"{path}, line {i}: label {r['label']!r} is not an integer") from None
-            if (not ok_only or row.status == "ok") and (split is None or row.split == split):
-                rows.append(row)
+    rows = []
+    for i, r in enumerate(_csv_records(path, MANIFEST_FIELDS, f"is {root} a dataset written by `fskd prepare`?"),
+                          start=2):
+        try:
+            row = Row(**{k: r[k] for k in MANIFEST_FIELDS} | {"label": int(r["label"])})
+        except (ValueError, TypeError):
+            raise FskdError(f"{path}, line {i}: label {r['label']!r} is not an integer") from None
+        if (not ok_only or row.status in USABLE) and (split is None or row.split == split):
+            rows.append(row)
     return rows
 
 
 def read_pairs(root: str | os.PathLike) -> list[tuple[str, str, int]]:
     path = Path(root) / "pairs.csv"
-    if not path.exists():
-        raise FskdError(f"{path}: not found; a verification set needs pairs.csv")
-    with open(path, newline="", encoding="utf-8") as f:
-        return [(r["left"], r["right"], int(r["same"])) for r in csv.DictReader(f)]
+    pairs = []
+    for i, r in enumerate(_csv_records(path, PAIR_FIELDS, "a verification set needs pairs.csv"), start=2):
+        if r["same"] not in ("0", "1"):
+            raise FskdError(f"{path}, line {i}: same must be 0 or 1, got {r['same']!r}")
+        pairs.append((r["left"], r["right"], int(r["same"])))
+    return pairs
+
+
+def _csv_records(path: Path, fields: Sequence[str], hint: str) -> list[dict[str, str]]:
+    """The records of a CSV fskd wrote, or a one-line FskdError when it is missing, not text or lacks columns."""
+    if not path.is_file():
+        raise FskdError(f"{path}: not found; {hint}")
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            missing = set(fields) - set(reader.fieldnames or [])
+            if missing:
+                raise FskdError(f"{path}: missing columns {sorted(missing)}")
+            return list(reader)
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise FskdError(f"{path}: not a CSV file fskd wrote ({type(e).__name__})") from None
 
 
 def fingerprint(root: str | os.PathLike) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..core.errors import FskdError
+from ..core.errors import FskdError, check_options
 
 
 class Distiller(nn.Module):
@@ -31,6 +31,7 @@ class Distiller(nn.Module):
 
     needs_teacher = True
     wants_teacher_checkpoint = False
+    summary = ""  # one line for ``fskd distill --help``
 
     @classmethod
     def tap_layers(cls, model: nn.Module) -> list[str]:
@@ -66,15 +67,18 @@ def method_names() -> list[str]:
     return sorted(_DISTILLERS)
 
 
+def method_summaries() -> dict[str, str]:
+    """Every registered method with its one-line summary, for the command line's help."""
+    _import_all()
+    return {name: _DISTILLERS[name].summary for name in sorted(_DISTILLERS)}
+
+
 def create_distiller(name: str, student_shapes: Sequence[torch.Size], teacher_shapes: Sequence[torch.Size],
                      **options: Any) -> Distiller:
-    _import_all()
-    if name not in _DISTILLERS:
-        raise FskdError(f"unknown method {name!r}; choose from {', '.join(sorted(_DISTILLERS))}")
-    try:
-        return _DISTILLERS[name](student_shapes, teacher_shapes, **options)
-    except TypeError as e:
-        raise FskdError(f"method {name!r}: {e}") from None
+    """Build a registered method; options it does not take are a user's mistake, named with the ones it does."""
+    cls = get_distiller_class(name)
+    check_options(cls.__init__, options, f"method {name!r}", skip=("student_shapes", "teacher_shapes"))
+    return cls(student_shapes, teacher_shapes, **options)
 
 
 def get_distiller_class(name: str) -> type[Distiller]:

@@ -12,7 +12,8 @@ per sample, averaged over the batch; the maps' terms are *summed* (two per block
 multiplied by ``weight`` (lambda, 5). The sum is what the A-SKD authors' code computes
 (``loss_sum += d_loss * distill_attn_param`` over every channel and spatial map), and lambda 5 was tuned
 with it; ``reduction: mean`` averages over the maps instead, on F-SKD's scale (its Eq. 3 has 1/L).
-The authors' CBAM uses a 3x3 spatial conv; :class:`~fskd_cli.models.iresnet.SpatialGate` uses CBAM's 7x7.
+The authors' CBAM uses a 3x3 spatial conv (``cbam_kernel: 3``, set in the paper recipes); the model's default
+is CBAM's 7x7. Teacher and student must share it: their spatial maps are then computed alike.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ from .fskd import cosine_distance
 class ASKD(Distiller):
     """Options: ``reduction`` (``sum`` over the maps, as the A-SKD code; or ``mean``)."""
 
+    summary = "attention similarity KD (Shin et al. 2022): cosine between CBAM attention maps"
+
     @classmethod
     def tap_layers(cls, model: nn.Module) -> list[str]:
         names = attention_layers(model)
@@ -47,12 +50,12 @@ class ASKD(Distiller):
         super().__init__(student_shapes, teacher_shapes, weight)
         if reduction not in ("sum", "mean"):
             raise FskdError(f"a-skd: reduction must be 'sum' or 'mean', got {reduction!r}")
-        for i, (s, t) in enumerate(zip(student_shapes, teacher_shapes)):
+        for i, (s, t) in enumerate(zip(student_shapes, teacher_shapes, strict=True)):
             if tuple(s) != tuple(t):
                 raise FskdError(f"a-skd: attention map {i} is {tuple(s)} in the student but {tuple(t)} in the "
                                 "teacher; both must be the same CBAM architecture")
         self.reduction = reduction
 
     def forward(self, student: list[torch.Tensor], teacher: list[torch.Tensor], batch: dict[str, Any]) -> torch.Tensor:
-        per_map = torch.stack([cosine_distance(s, t).mean() for s, t in zip(student, teacher)])
+        per_map = torch.stack([cosine_distance(s, t).mean() for s, t in zip(student, teacher, strict=True)])
         return self.weight * (per_map.sum() if self.reduction == "sum" else per_map.mean())

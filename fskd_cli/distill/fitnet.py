@@ -22,21 +22,23 @@ from . import Distiller, register_distiller
 
 @register_distiller("fitnet")
 class FitNet(Distiller):
+    summary = "FitNet hints (Romero et al. 2014): L2 between whole feature maps, via 1x1 hint layers"
+
     def __init__(self, student_shapes: Sequence[torch.Size], teacher_shapes: Sequence[torch.Size],
                  weight: float = 1.0, hint_layers: bool | None = None) -> None:
         super().__init__(student_shapes, teacher_shapes, weight)
-        mismatch = any(s[0] != t[0] for s, t in zip(student_shapes, teacher_shapes))
+        mismatch = any(s[0] != t[0] for s, t in zip(student_shapes, teacher_shapes, strict=True))
         if hint_layers is None:
             hint_layers = mismatch
         if mismatch and not hint_layers:
             raise FskdError("fitnet: student and teacher channels differ; set hint_layers: true")
-        if any(s[1:] != t[1:] for s, t in zip(student_shapes, teacher_shapes)):
+        if any(s[1:] != t[1:] for s, t in zip(student_shapes, teacher_shapes, strict=True)):
             raise FskdError("fitnet: student and teacher feature maps differ in size")
         self.hints = nn.ModuleList(
             nn.Sequential(nn.Conv2d(s[0], t[0], 1, bias=False), nn.BatchNorm2d(t[0])) if hint_layers else nn.Identity()
-            for s, t in zip(student_shapes, teacher_shapes)
+            for s, t in zip(student_shapes, teacher_shapes, strict=True)
         )
 
     def forward(self, student: list[torch.Tensor], teacher: list[torch.Tensor], batch: dict[str, Any]) -> torch.Tensor:
-        per_block = [F.mse_loss(h(s).float(), t.float()) for h, s, t in zip(self.hints, student, teacher)]
+        per_block = [F.mse_loss(h(s).float(), t.float()) for h, s, t in zip(self.hints, student, teacher, strict=True)]
         return self.weight * torch.stack(per_block).mean()

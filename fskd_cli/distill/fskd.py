@@ -24,6 +24,8 @@ def cosine_distance(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tenso
 
 @register_distiller("f-skd")
 class FSKD(Distiller):
+    summary = "feature similarity KD (the paper, Eq. 3): 1 - cosine between teacher and student features"
+
     def forward(self, student: list[torch.Tensor], teacher: list[torch.Tensor], batch: dict[str, Any]) -> torch.Tensor:
-        per_block = [cosine_distance(s, t).mean() for s, t in zip(student, teacher)]
+        per_block = [cosine_distance(s, t).mean() for s, t in zip(student, teacher, strict=True)]
         return self.weight * torch.stack(per_block).mean()

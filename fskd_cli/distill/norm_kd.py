@@ -16,9 +16,11 @@ from . import Distiller, register_distiller
 
 @register_distiller("norm-kd")
 class NormKD(Distiller):
+    summary = "only the norm of the features (the paper's Table 4 ablation)"
+
     def forward(self, student: list[torch.Tensor], teacher: list[torch.Tensor], batch: dict[str, Any]) -> torch.Tensor:
         per_block = []
-        for s, t in zip(student, teacher):
+        for s, t in zip(student, teacher, strict=True):
             s, t = s.flatten(1).float(), t.flatten(1).float()
             per_block.append(((t.norm(dim=1) - s.norm(dim=1)) ** 2 / s.shape[1]).mean())
         return self.weight * torch.stack(per_block).mean()

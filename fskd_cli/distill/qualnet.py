@@ -9,9 +9,9 @@ Two registered methods, one per stage:
   image. Encoder, head and decoder train together on HR images with CE + ``weight * L1(decoded, HR)``.
   The decoder is saved in the teacher checkpoint under ``"distiller"``.
 - ``qualnet-lm`` (stage 2, ``fskd distill --method qualnet-lm --teacher T``). It rebuilds the bridge and
-  the i-RevNet from the teacher checkpoint, frozen and in eval mode, and adds
-  ``weight * L1(decoder(student's layer4 on the LR image), HR image)`` to the student's CE. Gradients flow
-  through the frozen decoder into the student.
+  the i-RevNet from the teacher checkpoint (the i-RevNet frozen and in eval mode, the bridge trained on by
+  default), and adds ``weight * L1(decoder(student's layer4 on the LR image), HR image)`` to the student's
+  CE. Gradients flow through the frozen i-RevNet into the bridge and the student.
 
 The L1 compares the decoded image, clipped to [0, 1] (``clip``), with the HR image mapped from the loop's
 [-1, 1] to [0, 1], as the authors' code does (``F.l1_loss(torch.clip(gen, 0, 1), un_normalize(hr))``).
@@ -90,6 +90,7 @@ class QualNetDecoderLoss(Distiller):
     ``channels: [24, 96, 384, 384]`` is an i-RevNet of 1.3M parameters instead of 126M, same strides.
     """
 
+    summary = "QualNet stage 1, with a teacher run: train a decoder from its code back to the HR image"
     needs_teacher = False
 
     @classmethod
@@ -131,6 +132,7 @@ class QualNetLM(Distiller):
     its checkpoint (``needs_teacher = False``), so the loop loads the checkpoint but runs no teacher forward.
     """
 
+    summary = "QualNet-LM (Kim et al. 2021): the student's code, through the teacher's decoder, gives the HR image"
     needs_teacher = False
     wants_teacher_checkpoint = True
 

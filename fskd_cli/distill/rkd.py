@@ -71,6 +71,8 @@ def rkd_angle(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
 class RKD(Distiller):
     """Options: ``distance_weight`` (25), ``angle_weight`` (50), ``normalize`` (false); see the module docstring."""
 
+    summary = "relational KD (Park et al. 2019): distances and angles between embeddings"
+
     @classmethod
     def tap_layers(cls, model: nn.Module) -> list[str]:
         return []  # RKD compares the embeddings, which the loop passes in ``batch``

@@ -6,18 +6,22 @@ from typing import Any
 
 import torch
 
-from ..core.checkpoint import build_model
-from ..core.scale import Scale
-from .embed import dataset_for, embed
+from ..core.errors import FskdError
+from ..data.manifest import read_manifest
+from .embed import embed
+from .inputs import Evaluation
 
 
-def classification_accuracy(ck: dict[str, Any], data: str, scale: int, split: str = "test",
-                            device: str = "cpu", batch_size: int = 256) -> tuple[dict[str, float], dict[str, Any]]:
-    model, head = build_model(ck)
-    ds = dataset_for(data, split, Scale.parse(scale).factors)
-    emb = embed(model, ds, scale, batch_size=batch_size, device=device, label="accuracy")
+def classification_accuracy(ev: Evaluation, scale: int, split: str = "test") -> tuple[dict[str, float], dict[str, Any]]:
+    """Overall and per-class accuracy of the checkpoint's head on one split at ``scale``."""
+    rows = read_manifest(ev.data, split=split)
+    if not rows:
+        raise FskdError(f"{ev.data / 'manifest.csv'}: no usable images in split {split!r}")
+    ds = ev.images(rows, scale)
+    emb, _ = embed(ev.model, ds, ev.lowres, scale, ev.preprocess, device=ev.device, batch_size=ev.batch_size,
+                   label="accuracy")
     with torch.inference_mode():
-        pred = head.cpu()(emb).argmax(1)
+        pred = ev.head.cpu()(emb).argmax(1)
     correct = (pred == ds.labels).float()
     per_class = {int(c): float(correct[ds.labels == c].mean()) for c in ds.labels.unique()}
     return {"accuracy": float(correct.mean())}, {"split": split, "images": len(ds), "per_class_accuracy": per_class}

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .vectors import l2_normalise
+
 DISTRACTOR = -1
 REPORTED_RANKS = (1, 5, 10, 20)
 # Similarity entries held at once: 2**24 float32 values are 64 MiB.
@@ -61,7 +63,7 @@ def identification_accuracy(
     first_ranks, average_precisions, without_match = [], [], 0
     for start in range(0, len(probe), chunk):
         similarities = probe[start : start + chunk] @ gallery.T
-        for row, label in zip(similarities, probe_labels[start : start + chunk]):
+        for row, label in zip(similarities, probe_labels[start : start + chunk], strict=True):
             relevant = mates.get(int(label))
             if relevant is None:
                 without_match += 1
@@ -98,13 +100,7 @@ def _check_inputs(
         raise ValueError("need one label per probe and per gallery image")
     if max_rank < 1:
         raise ValueError(f"max_rank must be >= 1, got {max_rank}")
-    return _l2_normalise(probe), _l2_normalise(gallery)
-
-
-def _l2_normalise(x: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit length; an all-zero row stays zero instead of becoming NaN."""
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return x / np.where(norms == 0, 1, norms)
+    return l2_normalise(probe), l2_normalise(gallery)
 
 
 def _gallery_index_by_label(gallery_labels: np.ndarray) -> dict[int, np.ndarray]:
@@ -112,7 +108,7 @@ def _gallery_index_by_label(gallery_labels: np.ndarray) -> dict[int, np.ndarray]
     order = np.argsort(gallery_labels, kind="stable")
     labels, starts = np.unique(gallery_labels[order], return_index=True)
     groups = np.split(order, starts[1:])
-    return {int(label): idx for label, idx in zip(labels, groups) if label != DISTRACTOR}
+    return {int(label): idx for label, idx in zip(labels, groups, strict=True) if label != DISTRACTOR}
 
 
 def _rank_relevant(similarity: np.ndarray, relevant: np.ndarray) -> tuple[int, float]:

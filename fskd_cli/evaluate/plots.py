@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Protocol
 
 import matplotlib
@@ -45,7 +46,7 @@ def plot_roc(results: Mapping[str, RocCurve], path: str | os.PathLike, title: st
     ax.set_xlim(min(smallest, 1e-4), 1.0)
     ax.set_ylim(0.0, 1.01)
     _finish(ax, title, "False accept rate", "True accept rate")
-    _save_png(fig, path)
+    save_figure(fig, path)
 
 
 def plot_cmc(results: Mapping[str, np.ndarray], path: str | os.PathLike, title: str) -> None:
@@ -64,7 +65,7 @@ def plot_cmc(results: Mapping[str, np.ndarray], path: str | os.PathLike, title: 
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylim(0.0, 1.01)
     _finish(ax, title, "Rank", "Identification rate")
-    _save_png(fig, path)
+    save_figure(fig, path)
 
 
 def _finish(ax: Axes, title: str, xlabel: str, ylabel: str) -> None:
@@ -76,7 +77,9 @@ def _finish(ax: Axes, title: str, xlabel: str, ylabel: str) -> None:
     ax.legend(loc="lower right", fontsize="small")
 
 
-def _save_png(fig: Figure, path: str | os.PathLike) -> None:
-    """Write atomically (old file or new, never half); the temp name is not .png, so name the format."""
+def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 150) -> Path:
+    """The one PNG writer of eval and analyze: atomic (old file or new, never half); the temp name is not
+    .png, so the format is named."""
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=150, bbox_inches="tight")
+        fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
+    return Path(path)

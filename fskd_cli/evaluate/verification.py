@@ -14,6 +14,12 @@ consecutive equal blocks; fold k's threshold is chosen on the other folds and ap
 All arithmetic is float64, so the per-pair scores and thresholds written by :func:`save_scores`
 reproduce the accuracy exactly (:func:`accuracy_from_scores`).
 
+TAR at a FAR comes in two forms, named apart in every result: ``pooled`` takes the threshold from all
+pairs' scores at once (one ROC), while ``folds`` is insightface's ``calculate_val``: per fold, the
+distance threshold whose false accept rate on the other folds is the target (interpolated linearly on
+a 0.001 grid of squared distances), applied to the fold, and the fold rates averaged. The authors'
+cosines enter it as the squared distance ``2 - 2 cos`` of the unit vectors they compare.
+
 A pair whose image could not be prepared (an empty path in ``pairs.csv``, e.g. no face found) has
 NaN embeddings. It is never dropped, since the folds must stay the protocol's blocks: its score is NaN,
 it takes no part in choosing thresholds, in the authors' mean or in the ROC, and it counts as a wrong
@@ -29,7 +35,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fskd_cli.core.io import write_csv
+from ..core.io import write_csv
+from .vectors import l2_normalise
 
 PROTOCOLS = ("insightface", "authors")
 FARS = (1e-3, 1e-4)
@@ -39,6 +46,8 @@ SCORE_FIELDS = ["left", "right", "same", "fold", "score"]
 _INSIGHTFACE_THRESHOLDS = np.arange(0.0, 4.0, 0.01)
 # SphereFace/CosFace: cosines lie in [-1, 1]; a 1e-4 grid (``-1:1/10000:1`` in their MATLAB).
 _AUTHORS_THRESHOLDS = np.linspace(-1.0, 1.0, 20001)
+# insightface's calculate_val: squared distances on a 0.001 grid.
+_VAL_THRESHOLDS = np.arange(0.0, 4.0, 0.001)
 
 
 @dataclass
@@ -47,7 +56,8 @@ class VerificationResult:
 
     ``scores[i]`` is the value that fold ``folds[i]``'s threshold was applied to (a distance for
     insightface, a cosine for authors; see ``greater_is_same``). ``tar_at_far``, ``fpr``, ``tpr``
-    and ``auc`` use one pooled score over all pairs, since a ROC has no per-fold threshold.
+    and ``auc`` use one pooled score over all pairs, since a ROC has no per-fold threshold;
+    ``tar_at_far_folds`` is insightface's per-fold TAR (module docstring), ``fold_tars`` its folds.
     """
 
     protocol: str
@@ -62,6 +72,8 @@ class VerificationResult:
     fpr: np.ndarray
     tpr: np.ndarray
     auc: float
+    tar_at_far_folds: dict[float, float]
+    fold_tars: dict[float, list[float]]
     missing_pairs: int = 0  # pairs with a NaN embedding: scored NaN, counted wrong
 
 
@@ -91,6 +103,7 @@ def verification_accuracy(
 
     scores = np.empty(len(same), dtype=np.float64)
     fold_accuracies, fold_thresholds = [], []
+    fold_tars: dict[float, list[float]] = {far: [] for far in FARS}
     for k in range(n_folds):
         train, test = (folds != k) & valid, folds == k
         fold_scores = np.where(valid, score_fn(*embeddings, train), np.nan)
@@ -99,6 +112,9 @@ def verification_accuracy(
         scores[test] = fold_scores[test]
         fold_thresholds.append(threshold)
         fold_accuracies.append(_fold_accuracy(scores[test], same[test], threshold, greater))
+        distances = 2 - 2 * fold_scores if greater else fold_scores
+        for far in FARS:
+            fold_tars[far].append(fold_tar_at_far(distances[train], same[train], distances[test], same[test], far))
 
     pooled = score_fn(*embeddings, valid)[valid]
     pooled = pooled if greater else -pooled
@@ -116,6 +132,8 @@ def verification_accuracy(
         fpr=fpr,
         tpr=tpr,
         auc=auc,
+        tar_at_far_folds={far: float(np.mean(tars)) for far, tars in fold_tars.items()},
+        fold_tars=fold_tars,
         missing_pairs=int((~valid).sum()),
     )
 
@@ -137,7 +155,7 @@ def save_scores(
         raise ValueError(f"save_scores needs {n} pairs, got {len(pairs_left)}/{len(pairs_right)}/{len(same)}")
     rows = (
         {"left": a, "right": b, "same": int(s), "fold": int(f), "score": float(x)}
-        for a, b, s, f, x in zip(pairs_left, pairs_right, same, result.folds, result.scores)
+        for a, b, s, f, x in zip(pairs_left, pairs_right, same, result.folds, result.scores, strict=True)
     )
     write_csv(path, rows, SCORE_FIELDS)
 
@@ -192,18 +210,12 @@ def _fold_index(n: int, n_folds: int) -> np.ndarray:
     return np.repeat(np.arange(n_folds), n // n_folds)
 
 
-def _l2_normalise(x: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit length; an all-zero row stays zero instead of becoming NaN."""
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return x / np.where(norms == 0, 1.0, norms)
-
-
 def _insightface_scores(
     left: np.ndarray, left_flip: np.ndarray, right: np.ndarray, right_flip: np.ndarray, train: np.ndarray
 ) -> np.ndarray:
     """Squared L2 distance of the normalised (image + mirror) sums; uses no training statistics."""
-    a = _l2_normalise(left + left_flip)
-    b = _l2_normalise(right + right_flip)
+    a = l2_normalise(left + left_flip)
+    b = l2_normalise(right + right_flip)
     return np.sum((a - b) ** 2, axis=1)
 
 
@@ -214,7 +226,7 @@ def _authors_scores(
     a = np.concatenate([left, left_flip], axis=1)
     b = np.concatenate([right, right_flip], axis=1)
     mean = np.concatenate([a[train], b[train]]).mean(axis=0)
-    return np.sum(_l2_normalise(a - mean) * _l2_normalise(b - mean), axis=1)
+    return np.sum(l2_normalise(a - mean) * l2_normalise(b - mean), axis=1)
 
 
 def _correct_counts(
@@ -271,6 +283,26 @@ def _tar_at_far(scores: np.ndarray, same: np.ndarray, far: float) -> float:
     if allowed >= negatives.size:
         return 1.0
     return float(np.mean(scores[same] > negatives[allowed]))
+
+
+def fold_tar_at_far(train_dist: np.ndarray, train_same: np.ndarray, test_dist: np.ndarray, test_same: np.ndarray,
+                    far: float) -> float:
+    """insightface's ``calculate_val`` for one fold: accept iff distance < t, with t from the training folds.
+
+    On the 0.001 grid, the training FAR rises with t; t is interpolated linearly between the last grid
+    value whose FAR is below ``far`` and the first at or above it (what ``interp1d`` did when equal FARs
+    were allowed; new SciPy refuses them). When no grid value reaches ``far``, t is 0 (nothing accepted),
+    as there. The fold's TAR is its accepted share of same pairs (a NaN distance is never accepted).
+    """
+    negatives = np.sort(train_dist[~train_same])
+    far_train = np.searchsorted(negatives, _VAL_THRESHOLDS, side="left") / max(negatives.size, 1)
+    threshold = 0.0
+    if far_train.max() >= far:
+        hi = int(np.searchsorted(far_train, far, side="left"))  # first grid value at or above the target
+        t, f = _VAL_THRESHOLDS, far_train
+        threshold = float(t[0] if hi == 0 else t[hi - 1] + (t[hi] - t[hi - 1]) * (far - f[hi - 1]) / (f[hi] - f[hi - 1]))
+    positives = test_dist[test_same]
+    return float(np.count_nonzero(positives < threshold) / max(positives.size, 1))
 
 
 def _roc(scores: np.ndarray, same: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:

@@ -8,12 +8,14 @@ models themselves know nothing about distillation (:class:`~fskd_cli.models.tap.
 
 from __future__ import annotations
 
+import inspect
+import typing
 from collections.abc import Callable
 from typing import Any
 
 from torch import nn
 
-from ..core.errors import FskdError
+from ..core.errors import FskdError, check_options
 
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
 
@@ -38,12 +40,24 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
     _import_all()
     if name not in _MODELS:
         raise FskdError(f"unknown model {name!r}; choose from {', '.join(sorted(_MODELS))}")
+    _check_kwargs(name, _MODELS[name], kwargs)
     try:
         model = _MODELS[name](**kwargs)
-    except TypeError as e:
+    except ValueError as e:  # models check their own arguments' values (kwargs come from a recipe)
         raise FskdError(f"model {name!r}: {e}") from None
     model.arch = {"name": name, "kwargs": dict(kwargs)}
     return model
+
+
+def _check_kwargs(name: str, fn: Callable[..., nn.Module], kwargs: dict[str, Any]) -> None:
+    """Recipe kwargs must fit the builder, or, when it forwards ``**kwargs`` (``def iresnet50(**kwargs) -> IResNet``,
+    as timm writes them), the class it returns, less the arguments the builder fixes (those without defaults)."""
+    if not any(p.kind is p.VAR_KEYWORD for p in inspect.signature(fn).parameters.values()):
+        check_options(fn, kwargs, f"model {name!r}")
+        return
+    init = typing.get_type_hints(fn)["return"].__init__
+    fixed = tuple(p.name for p in inspect.signature(init).parameters.values() if p.default is p.empty)
+    check_options(init, kwargs, f"model {name!r}", skip=fixed)
 
 
 def _import_all() -> None:

@@ -22,6 +22,8 @@ outputs of the last block of each stage, the same four 56/28/14/7-pixel maps tha
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -82,16 +84,25 @@ class IRAdaFace(nn.Module):
         return self.output_layer(self.body(self.input_layer(x)))
 
 
-def _builder(depth: int):
-    def build(embedding_size: int = 512, base_width: int = 64, input_size: int = 112, dropout: float = 0.4) -> IRAdaFace:
-        return IRAdaFace(DEPTHS[depth], embedding_size, base_width, input_size, dropout)
-
-    build.__name__ = f"adaface_ir{depth}"
-    build.__doc__ = f"AdaFace IR-{depth} (stages {DEPTHS[depth]}); keyword arguments as :class:`IRAdaFace`."
-    return register_model(f"adaface_ir{depth}")(build)
+@register_model("adaface_ir18")
+def adaface_ir18(**kwargs: Any) -> IRAdaFace:
+    """AdaFace IR-18, stages (2, 2, 2, 2); keyword arguments as :class:`IRAdaFace`."""
+    return IRAdaFace(DEPTHS[18], **kwargs)
 
 
-adaface_ir18 = _builder(18)
-adaface_ir34 = _builder(34)
-adaface_ir50 = _builder(50)
-adaface_ir100 = _builder(100)
+@register_model("adaface_ir34")
+def adaface_ir34(**kwargs: Any) -> IRAdaFace:
+    """AdaFace IR-34, stages (3, 4, 6, 3)."""
+    return IRAdaFace(DEPTHS[34], **kwargs)
+
+
+@register_model("adaface_ir50")
+def adaface_ir50(**kwargs: Any) -> IRAdaFace:
+    """AdaFace IR-50, stages (3, 4, 14, 3)."""
+    return IRAdaFace(DEPTHS[50], **kwargs)
+
+
+@register_model("adaface_ir100")
+def adaface_ir100(**kwargs: Any) -> IRAdaFace:
+    """AdaFace IR-101 (named 100 as the iResNet it mirrors), stages (3, 13, 30, 3)."""
+    return IRAdaFace(DEPTHS[100], **kwargs)

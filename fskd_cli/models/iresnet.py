@@ -12,7 +12,9 @@ Two embedding heads:
 - ``"gap"`` (the F-SKD authors' released code): global average pooling of ``layer4``; the embedding is
   the pooled feature itself, so its size is the last stage's width (512 at full width).
 
-With ``cbam=True`` every block ends its residual branch with CBAM. The attention maps A-SKD distils are
+With ``cbam=True`` every block ends its residual branch with CBAM; ``cbam_kernel`` is the side of its
+spatial-attention convolution: 7 in CBAM's paper (the default, so older checkpoints rebuild unchanged),
+3 in the A-SKD authors' code (their recipes set it). The attention maps A-SKD distils are
 the pre-sigmoid outputs of the ``channel_gate`` and ``spatial_gate`` submodules, so a
 :class:`~fskd_cli.models.tap.FeatureTap` on :func:`attention_layers` captures them without touching
 ``forward``.
@@ -23,6 +25,8 @@ Builders ``iresnet18``, ``iresnet34``, ``iresnet50`` and ``iresnet100`` take the
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 from torch import nn
@@ -58,13 +62,15 @@ class ChannelGate(nn.Module):
 
 
 class SpatialGate(nn.Module):
-    """CBAM's spatial attention logits: a 7x7 conv over the channel-wise mean and max.
+    """CBAM's spatial attention logits: a ``kernel_size`` square conv over the channel-wise mean and max.
 
     Returns the pre-sigmoid map [B, 1, H, W]; :class:`CBAM` applies the sigmoid.
     """
 
     def __init__(self, kernel_size: int = 7) -> None:
         super().__init__()
+        if kernel_size < 1 or kernel_size % 2 == 0:
+            raise ValueError(f"the CBAM spatial kernel must be odd and positive (same-size output), got {kernel_size}")
         self.conv = nn.Conv2d(2, 1, kernel_size, padding=kernel_size // 2, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -74,10 +80,10 @@ class SpatialGate(nn.Module):
 class CBAM(nn.Module):
     """Convolutional block attention (Woo et al., 2018): channel gating, then spatial gating."""
 
-    def __init__(self, channels: int, reduction: int = 16) -> None:
+    def __init__(self, channels: int, reduction: int = 16, kernel_size: int = 7) -> None:
         super().__init__()
         self.channel_gate = ChannelGate(channels, reduction)
-        self.spatial_gate = SpatialGate()
+        self.spatial_gate = SpatialGate(kernel_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x * torch.sigmoid(self.channel_gate(x))
@@ -90,7 +96,7 @@ class IBasicBlock(nn.Module):
     No activation after the addition (unlike the original ResNet); the stride sits on the second conv.
     """
 
-    def __init__(self, cin: int, cout: int, stride: int = 1, cbam: bool = False) -> None:
+    def __init__(self, cin: int, cout: int, stride: int = 1, cbam: bool = False, cbam_kernel: int = 7) -> None:
         super().__init__()
         self.bn1 = nn.BatchNorm2d(cin)
         self.conv1 = nn.Conv2d(cin, cout, 3, 1, 1, bias=False)
@@ -98,7 +104,7 @@ class IBasicBlock(nn.Module):
         self.prelu = nn.PReLU(cout)
         self.conv2 = nn.Conv2d(cout, cout, 3, stride, 1, bias=False)
         self.bn3 = nn.BatchNorm2d(cout)
-        self.cbam = CBAM(cout) if cbam else None
+        self.cbam = CBAM(cout, kernel_size=cbam_kernel) if cbam else None
         self.downsample = None
         if stride != 1 or cin != cout:
             # named as in arcface_torch so its weights load unchanged
@@ -124,20 +130,22 @@ class IResNet(nn.Module):
             smaller values build the tiny models of tests and CPU recipes.
         input_size: side of the square input; the FC head's Linear expects ``input_size / 16`` pixels.
         cbam: append CBAM to every block's residual branch (A-SKD's backbone).
+        cbam_kernel: side of CBAM's spatial-attention conv (7 as in CBAM; 3 in the A-SKD authors' code).
     """
 
     feature_layers = ("layer1", "layer2", "layer3", "layer4")
 
     def __init__(self, layers: tuple[int, int, int, int], head: str = "fc", embedding_size: int | None = None,
-                 dropout: float = 0.0, base_width: int = 64, input_size: int = 112, cbam: bool = False) -> None:
+                 dropout: float = 0.0, base_width: int = 64, input_size: int = 112, cbam: bool = False,
+                 cbam_kernel: int = 7) -> None:
         super().__init__()
         if head not in ("fc", "gap"):
-            raise TypeError(f"head must be 'fc' or 'gap', got {head!r}")
+            raise ValueError(f"head must be 'fc' or 'gap', got {head!r}")
         if input_size % 16:
-            raise TypeError(f"input_size must be a multiple of 16 (four stride-2 stages), got {input_size}")
+            raise ValueError(f"input_size must be a multiple of 16 (four stride-2 stages), got {input_size}")
         last = 8 * base_width
         if head == "gap" and embedding_size not in (None, last):
-            raise TypeError(f"the gap head's embedding is the pooled layer4 output of {last} channels; "
+            raise ValueError(f"the gap head's embedding is the pooled layer4 output of {last} channels; "
                             f"got embedding_size={embedding_size} (use head='fc' for another size)")
         self.head = head
         self.input_size = input_size
@@ -149,7 +157,7 @@ class IResNet(nn.Module):
         cin = base_width
         for i, depth in enumerate(layers, start=1):
             cout = base_width * 2 ** (i - 1)
-            blocks = [IBasicBlock(cin if j == 0 else cout, cout, 2 if j == 0 else 1, cbam) for j in range(depth)]
+            blocks = [IBasicBlock(cin if j == 0 else cout, cout, 2 if j == 0 else 1, cbam, cbam_kernel) for j in range(depth)]
             setattr(self, f"layer{i}", nn.Sequential(*blocks))
             cin = cout
 
@@ -197,17 +205,25 @@ def attention_layers(model: nn.Module) -> list[str]:
             for gate in ("channel_gate", "spatial_gate")]
 
 
-def _builder(depth: int):
-    def build(head: str = "fc", embedding_size: int | None = None, dropout: float = 0.0, base_width: int = 64,
-              input_size: int = 112, cbam: bool = False) -> IResNet:
-        return IResNet(DEPTHS[depth], head, embedding_size, dropout, base_width, input_size, cbam)
-
-    build.__name__ = f"iresnet{depth}"
-    build.__doc__ = f"iResNet-{depth} (stages {DEPTHS[depth]}); keyword arguments as :class:`IResNet`."
-    return register_model(f"iresnet{depth}")(build)
+@register_model("iresnet18")
+def iresnet18(**kwargs: Any) -> IResNet:
+    """iResNet-18, stages (2, 2, 2, 2); keyword arguments as :class:`IResNet`."""
+    return IResNet(DEPTHS[18], **kwargs)
 
 
-iresnet18 = _builder(18)
-iresnet34 = _builder(34)
-iresnet50 = _builder(50)
-iresnet100 = _builder(100)
+@register_model("iresnet34")
+def iresnet34(**kwargs: Any) -> IResNet:
+    """iResNet-34, stages (3, 4, 6, 3)."""
+    return IResNet(DEPTHS[34], **kwargs)
+
+
+@register_model("iresnet50")
+def iresnet50(**kwargs: Any) -> IResNet:
+    """iResNet-50, stages (3, 4, 14, 3): the paper's teacher and student."""
+    return IResNet(DEPTHS[50], **kwargs)
+
+
+@register_model("iresnet100")
+def iresnet100(**kwargs: Any) -> IResNet:
+    """iResNet-100, stages (3, 13, 30, 3)."""
+    return IResNet(DEPTHS[100], **kwargs)

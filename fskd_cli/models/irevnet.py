@@ -140,7 +140,7 @@ class IRevNet(nn.Module):
         self.blocks, self.strides, self.channels = list(blocks), list(strides), channels
         layers = []
         c = in_channels * 4  # after the input psi
-        for n, stride, width in zip(blocks, strides, channels):
+        for n, stride, width in zip(blocks, strides, channels, strict=True):
             for j in range(n):
                 layers.append(IRevBlock(c, width, stride if j == 0 else 1, first=not layers, mult=mult))
                 c = 2 * width

@@ -68,15 +68,15 @@ class ResNet32(nn.Module):
                  in_channels: int = 3) -> None:
         super().__init__()
         if len(layers) != 4:
-            raise TypeError("layers must list four stage depths")
+            raise ValueError("layers must list four stage depths")
         if block not in ("basic", "bottleneck"):
-            raise TypeError("block must be 'basic' or 'bottleneck'")
+            raise ValueError("block must be 'basic' or 'bottleneck'")
         cls = BasicBlock if block == "basic" else Bottleneck
         self.input_size = 32
         self.stem = nn.Sequential(nn.Conv2d(in_channels, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width),
                                   nn.ReLU(inplace=True))
         cin = width
-        for i, (depth, stride) in enumerate(zip(layers, (1, 2, 2, 2)), start=1):
+        for i, (depth, stride) in enumerate(zip(layers, (1, 2, 2, 2), strict=True), start=1):
             blocks = []
             for j in range(depth):
                 blocks.append(cls(cin, width * 2 ** (i - 1), stride if j == 0 else 1))

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from ..core.errors import FskdError
+
 
 @dataclass
 class Dist:
@@ -30,12 +32,18 @@ class Dist:
         return cls(dist.get_rank(), world, int(os.environ.get("LOCAL_RANK", "0")))
 
     def device(self, wanted: str) -> torch.device:
+        """The recipe's ``device`` (auto, cpu, cuda, cuda:N) for this process; plain ``cuda`` is the local rank's GPU."""
         if wanted == "auto":
             wanted = "cuda" if torch.cuda.is_available() else "cpu"
-        if wanted == "cuda":
-            torch.cuda.set_device(self.local_rank)
-            return torch.device("cuda", self.local_rank)
-        return torch.device(wanted)
+        if not wanted.startswith("cuda"):
+            return torch.device(wanted)
+        if not torch.cuda.is_available():
+            raise FskdError(f"device {wanted}: CUDA is not available on this machine; use --device cpu or auto")
+        index = int(wanted.partition(":")[2] or self.local_rank)
+        if index >= torch.cuda.device_count():
+            raise FskdError(f"device {wanted}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+        torch.cuda.set_device(index)
+        return torch.device("cuda", index)
 
     def barrier(self) -> None:
         if self.world_size > 1:

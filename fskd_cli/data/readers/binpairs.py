@@ -12,13 +12,16 @@ The file is unpickled with a restricted unpickler that only builds the few types
 from __future__ import annotations
 
 import pickle
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ...errors import FskdError
-from .base import Item, Source, bytes_loader, reader, require_exists
+from ...core.errors import FskdError
+from .images import bytes_loader, to_uint8
+from .reader import Item, Source, UnreadableImage, register, require_exists
 
 DEFAULT_FILES = {"agedb": "agedb_30.bin", "lfw": "lfw.bin", "cfp-fp": "cfp_fp.bin"}
 _ALLOWED = {
@@ -41,10 +44,11 @@ class _SafeUnpickler(pickle.Unpickler):
         return super().find_class(module, name)
 
 
-def load_bin(path: Path) -> tuple[list[bytes | None], list[int]]:
-    """``(encoded images, same flags)`` of a verification ``.bin``, checked for the expected shape.
+def load_bin(path: Path) -> tuple[list[bytes | np.ndarray | None], list[int]]:
+    """``(images, same flags)`` of a verification ``.bin``, checked for the expected shape.
 
-    An element that is not encoded bytes comes back as ``None``: one bad image, not a bad file.
+    An image is encoded bytes or a decoded array; an element that is neither comes back as ``None``:
+    one bad image, not a bad file.
     """
     data = _unpickle(path)
     if not (isinstance(data, (tuple, list)) and len(data) == 2):
@@ -56,7 +60,7 @@ def load_bin(path: Path) -> tuple[list[bytes | None], list[int]]:
         flags = [_flag(s) for s in same]
     except (TypeError, ValueError):
         raise FskdError(f"{path}: the pair flags are not all true/false") from None
-    return [_as_bytes(x) for x in images], flags
+    return [_element(x) for x in images], flags
 
 
 def _unpickle(path: Path) -> Any:
@@ -78,14 +82,25 @@ def _flag(value: Any) -> int:
     raise ValueError(value)
 
 
-def _as_bytes(image: Any) -> bytes | None:
-    if isinstance(image, (bytes, bytearray, memoryview)):
+def _element(image: Any) -> bytes | np.ndarray | None:
+    """One element of the image list as encoded bytes, or as an already decoded image array (any depth);
+    ``None`` for anything else."""
+    if isinstance(image, bytes | bytearray | memoryview):
         return bytes(image)
     if isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 1:
         return image.tobytes()
+    if isinstance(image, np.ndarray) and image.ndim in (2, 3):
+        return image
     if isinstance(image, str):  # a Python 2 pickle read with a text encoding that happened to succeed
         return image.encode("latin-1")
     return None
+
+
+def _loader(image: bytes | np.ndarray | None, where: str) -> Callable[[], np.ndarray] | None:
+    """Decode bytes, or scale an array to 8-bit by its type's range (:func:`to_uint8`, never a clip)."""
+    if image is None:
+        return None
+    return bytes_loader(image, where) if isinstance(image, bytes) else partial(to_uint8, image, where)
 
 
 def bin_path(src: Path, kind: str) -> Path:
@@ -95,16 +110,25 @@ def bin_path(src: Path, kind: str) -> Path:
     return path
 
 
-@reader("agedb", "cfp-fp")
 def read_bin(src: Path, kind: str) -> Source:
     """One item per image of the ``.bin``; the pairs in the file's order."""
     path = bin_path(src, kind)
     images, same = load_bin(path)
     keys = [f"{path.name}#{i}" for i in range(len(images))]
-    items = [Item(source=key, rel=f"{i:05d}", identity="", label=-1, split="test",
-                  load=bytes_loader(data or b"", f"{path}#{i}"),
-                  problem=None if data is not None else ("unreadable", f"{path}#{i}: not encoded image bytes"))
-             for i, (key, data) in enumerate(zip(keys, images))]
+    loaders = [_loader(image, f"{path}#{i}") for i, image in enumerate(images)]
+    items = [Item(source=key, rel=f"{i:05d}", identity="", label=-1, split="test", load=load or _not_an_image,
+                  problem=None if load else ("unreadable", f"{path}#{i}: neither encoded image bytes nor an image array"))
+             for i, (key, load) in enumerate(zip(keys, loaders, strict=True))]
     pairs = [(keys[2 * i], keys[2 * i + 1], s) for i, s in enumerate(same)]
     return Source(task="verification", faces="aligned", items=items, pairs=pairs,
                   meta={"folds": 10} if len(pairs) % 10 == 0 else {})
+
+
+def _not_an_image() -> np.ndarray:
+    raise UnreadableImage("not an image")
+
+
+for _kind, _name in (("agedb", "AgeDB-30"), ("cfp-fp", "CFP-FP (frontal-profile)")):
+    register(_kind, summary=f"{_name} verification pairs from insightface's {DEFAULT_FILES[_kind]} (10 folds, file "
+             "order kept).", example=f"fskd prepare {_kind} ~/datasets/faces_emore/{DEFAULT_FILES[_kind]}",
+             src_help=f"{DEFAULT_FILES[_kind]}, or the folder holding it.")(read_bin)

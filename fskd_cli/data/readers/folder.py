@@ -12,20 +12,28 @@ import csv
 import re
 from pathlib import Path
 
-from ...errors import FskdError
-from .base import Item, Source, file_loader, label_map, list_images, output_names, reader, require_exists
+from ...core.errors import FskdError
+from ..prepare_options import Option
+from .images import Listed, file_loader, list_images, output_names
+from .reader import Item, Source, label_map, register, require_exists
+
+PAIRS = Option("pairs", Path, None, "Pair list: CSV left,right,same of paths relative to SRC (makes a 1:1 test set).")
+IDENTITY_REGEX = Option("identity_regex", str, None, "Identity = first group of this regex on the relative path "
+                        "(for flat folders), e.g. '^(subject\\d+)'.")
 
 
-@reader("folder", "casia", options=("pairs", "identity_regex"))
+@register("folder", summary="Raw photos in identity folders: MTCNN, five landmarks, similarity warp to the 112x112 "
+          "ArcFace template.", example="fskd prepare folder ~/photos --out data/myfaces --pairs ~/photos/pairs.csv",
+          src_help="Folder of identity folders (person/*.jpg).", options=(PAIRS, IDENTITY_REGEX), detects=True)
 def read_folder(src: Path, kind: str, *, pairs: Path | None = None, identity_regex: str | None = None) -> Source:
     """Every candidate image under ``src``; photos outside any identity become ``skipped`` rows."""
     require_exists(src, "a folder of identity folders")
     if not src.is_dir():
         raise FskdError(f"{src}: not a folder; `{kind}` reads a folder of identity folders (person/*.jpg)")
-    files = list_images(src)
-    if not files:
+    entries = list_images(src)
+    if not entries:
         raise FskdError(f"{src}: no image files found; `{kind}` reads a folder of identity folders (person/*.jpg)")
-    rels = [p.relative_to(src).as_posix() for p in files]
+    rels = [e.rel for e in entries]
     pattern = _compile(identity_regex)
     identities = [_identity(rel, pattern) for rel in rels]
     if not any(identities):
@@ -34,14 +42,22 @@ def read_folder(src: Path, kind: str, *, pairs: Path | None = None, identity_reg
         raise FskdError(f"{src}: {hint}")
     labels = label_map([i for i in identities if i])
     split = "train" if pairs is None else "test"
-    items = [
-        Item(source=rel, rel=name, identity=ident, label=labels.get(ident, -1), split=split,
-             load=file_loader(path, str(path)),
-             problem=None if ident else ("skipped", f"{path}: not inside an identity folder"))
-        for path, rel, name, ident in zip(files, rels, output_names(rels), identities)
-    ]
+    items = [Item(source=e.rel, rel=name, identity=ident, label=labels.get(ident, -1), split=split,
+                  load=file_loader(e.path, str(e.path)), problem=_problem(e, ident))
+             for e, name, ident in zip(entries, output_names(rels), identities, strict=True)]
     pair_list = None if pairs is None else read_pair_csv(pairs, set(rels))
     return Source(task="train" if pairs is None else "verification", faces="detect", items=items, pairs=pair_list)
+
+
+register("casia", summary="CASIA-WebFace raw photos (one folder per identity), detected and aligned to 112x112 "
+         "like `folder`, as a training set.", example="fskd prepare casia ~/datasets/CASIA-WebFace",
+         src_help="CASIA-WebFace as downloaded (one folder per identity).", detects=True)(read_folder)
+
+
+def _problem(entry: Listed, identity: str) -> tuple[str, str] | None:
+    if entry.problem is not None:
+        return "unreadable", entry.problem
+    return None if identity else ("skipped", f"{entry.path}: not inside an identity folder")
 
 
 def _compile(identity_regex: str | None) -> re.Pattern[str] | None:
@@ -74,6 +90,8 @@ def read_pair_csv(path: Path, known: set[str]) -> list[tuple[str, str, int]]:
             if r["same"] not in ("0", "1"):
                 raise FskdError(f"{path}, line {line}: same must be 0 or 1, got {r['same']!r}")
             for side in (r["left"], r["right"]):
+                if side.startswith("/") or ".." in side.split("/"):
+                    raise FskdError(f"{path}, line {line}: {side!r} leads outside the source folder")
                 if side not in known:
                     raise FskdError(f"{path}, line {line}: {side!r} is not an image under the source folder")
             out.append((r["left"], r["right"], int(r["same"])))

@@ -11,9 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ...errors import FskdError
-from .base import Item, Source, file_loader, label_map, reader, require_exists
+from ...core.errors import FskdError
+from ...core.guard import safe_name
+from ..prepare_options import Option
 from .binpairs import read_bin
+from .images import file_loader
+from .reader import Item, Source, label_map, register, require_exists
 
 
 @dataclass(frozen=True)
@@ -57,17 +60,23 @@ def _header(path: Path, tokens: list[str]) -> tuple[int, int]:
 
 def _pair(path: Path, line: int, tokens: list[str], same: bool) -> tuple[str, str, int]:
     try:
+        where = f"{path}, line {line}"
         if same and len(tokens) == 3:
-            return lfw_image(tokens[0], tokens[1]), lfw_image(tokens[0], tokens[2]), 1
+            name = safe_name(tokens[0], where)
+            return lfw_image(name, tokens[1]), lfw_image(name, tokens[2]), 1
         if not same and len(tokens) == 4:
-            return lfw_image(tokens[0], tokens[1]), lfw_image(tokens[2], tokens[3]), 0
+            return lfw_image(safe_name(tokens[0], where), tokens[1]), lfw_image(safe_name(tokens[2], where), tokens[3]), 0
     except ValueError:
         pass
     want = "'name i j' (same person)" if same else "'name1 i name2 j' (different people)"
     raise FskdError(f"{path}, line {line}: expected {want}, got {' '.join(tokens)!r}")
 
 
-@reader("lfw", options=("pairs",))
+@register("lfw", summary="LFW verification pairs: from insightface's lfw.bin, or an LFW image tree with "
+          "pairs.txt (detected, aligned).", example="fskd prepare lfw ~/datasets/lfw --pairs ~/datasets/pairs.txt",
+          src_help="lfw.bin (or its folder), or the LFW image tree name/name_0001.jpg.",
+          options=(Option("pairs", Path, None, "View-2 pairs.txt for an image tree (default: SRC/pairs.txt or "
+                          "beside SRC)."),), detects=True)
 def read_lfw(src: Path, kind: str, *, pairs: Path | None = None) -> Source:
     """``lfw.bin`` (a file, or a folder holding one) or an LFW image tree with its ``pairs.txt``."""
     require_exists(src, "lfw.bin or an LFW image tree (name/name_0001.jpg)")
@@ -96,6 +105,6 @@ def read_lfw_tree(src: Path, pairs_txt: Path) -> Source:
     labels = label_map(identities)
     items = [Item(source=rel, rel=rel.removesuffix(".jpg"), identity=ident, label=labels[ident], split="test",
                   load=file_loader(src / rel, str(src / rel)))
-             for rel, ident in zip(rels, identities)]
+             for rel, ident in zip(rels, identities, strict=True)]
     return Source(task="verification", faces="detect", items=items, pairs=protocol.pairs,
                   meta={"folds": protocol.folds, "pairs_file": str(pairs_txt)})
