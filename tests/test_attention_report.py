@@ -259,3 +259,15 @@ def test_students_of_different_teachers_need_one_named(faces, tmp_path):
     torch.save(ck, other)
     assert_one_line_error(run_cli("analyze", "norms", "--ckpt", faces["student"], "--ckpt", other, "--out", tmp_path / "o"),
                           "--ckpt: the students were distilled from different teachers", "give --teacher")
+
+
+def test_analyze_refuses_a_users_folder_unless_forced_and_keeps_their_files(faces, tmp_path):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "norms.csv").write_text("my own numbers\n")
+    args = ("analyze", "norms", "--ckpt", faces["student"], "--images", "8", "--out", mine)
+    assert_one_line_error(run_cli(*args), str(mine), "--force")
+    assert (mine / "norms.csv").read_text() == "my own numbers\n" and not (mine / "norms.png").exists()
+    r = run_cli(*args, "--force")
+    assert r.returncode == 0, r.stderr
+    assert (mine / "norms.png").read_bytes()[:8] == PNG_MAGIC

@@ -57,7 +57,7 @@ class Study:
 
 def open_study(students: list[Path], *, teacher: Path | None = None, data: str | None = None,
                scale: Scale | str | int | None = None, out: Path | None = None, split: str | None = "default",
-               device: str = "auto", lr_source: str = "degrade", what: str = "analysis") -> Study:
+               device: str = "auto", lr_source: str = "degrade", what: str = "analysis", force: bool = False) -> Study:
     """Load the students and their teacher; fill what was not given from the first student's checkpoint.
 
     ``split='default'`` is the student's evaluation split (``data.eval_split``) when the set has images in it,
@@ -74,7 +74,7 @@ def open_study(students: list[Path], *, teacher: Path | None = None, data: str |
     if split == "default":  # the student's eval split when the set has it (a face training set has none: all)
         split = (first.get("data") or {}).get("eval_split")
         split = split if split and read_manifest(data, split=split) else None
-    out = check_output_folder(out or Path(s_cks[0]["path"]).parent / what)
+    out = check_output_folder(out or Path(s_cks[0]["path"]).parent / what, force=force)
     return Study(_teacher(s_cks, teacher), s_cks, str(data), split, _scale(s_cks, scale), out, resolve_device(device),
                  lr_source)
 

@@ -43,31 +43,35 @@ Split = Annotated[str | None, typer.Option(help="Manifest split; 'all' for every
                                                 "eval split, e.g. test, when the set has it, else all).")]
 Images = Annotated[int, typer.Option(min=0, help="Random images to use (paper Figure 5: 1000); 0 = all.")]
 Seed = Annotated[int, typer.Option(help="Seed of the random image choice.")]
+Force = Annotated[bool, typer.Option(help="Write into an --out folder fskd did not make (files of the same names are "
+                                          "replaced; nothing else is deleted).")]
 LrSourceOpt = Annotated[LrSource, typer.Option(help="LR images: degrade (from HR, as each student was trained) or disk.")]
 Device = Annotated[str, typer.Option(help=DEVICE_HELP)]
 
 
 def _study(ckpt: list[Path], teacher: Path | None, data: str | None, scale: Scale | None, out: Path | None,
-           split: str | None, device: str, lr_source: LrSource):
+           split: str | None, device: str, lr_source: LrSource, force: bool):
     from ..analyze.features import open_study
 
     chosen = "default" if split is None else None if split == "all" else split
     return open_study(ckpt, teacher=teacher, data=data, scale=scale, out=out, split=chosen, device=device,
-                      lr_source=lr_source.value)
+                      lr_source=lr_source.value, force=force)
 
 
 @analyze_app.command("norms")
 def norms(ckpt: Students, teacher: Teacher = None, data: Data = None, scale: ScaleOpt = None, out: Out = None,
           split: Split = None, images: Images = 1000, seed: Seed = 0,
           test: Annotated[TTest, typer.Option(help="welch (unpaired, paper Eq. 5) or paired (same images).")] = TTest.welch,
-          lr_source: LrSourceOpt = LrSource.degrade, device: Device = "auto") -> None:
+          lr_source: LrSourceOpt = LrSource.degrade, device: Device = "auto",
+          force: Force = False) -> None:
     """Per-block feature norms, teacher-HR vs student-LR, t-test per block, box plot (paper Figure 4).
 
     Example: fskd analyze norms --ckpt runs/s-fskd/checkpoint.pt --ckpt runs/s-fitnet/checkpoint.pt
     """
     from ..analyze.norms import analyze_norms
 
-    res = analyze_norms(_study(ckpt, teacher, data, scale, out, split, device, lr_source), n_images=images, seed=seed,
+    study = _study(ckpt, teacher, data, scale, out, split, device, lr_source, force)
+    res = analyze_norms(study, n_images=images, seed=seed,
                         test=test.value)
     for r in res["summary"]:
         console.print(f"{r['model']:>12} {r['block']}: mean {float(r['mean']):9.3f}" + (f"  p {r['p']}" if r["p"] else ""))
@@ -77,14 +81,15 @@ def norms(ckpt: Students, teacher: Teacher = None, data: Data = None, scale: Sca
 @analyze_app.command("correlation")
 def correlation(ckpt: Students, teacher: Teacher = None, data: Data = None, scale: ScaleOpt = None, out: Out = None,
                 split: Split = None, images: Images = 1000, seed: Seed = 0, lr_source: LrSourceOpt = LrSource.degrade,
-                device: Device = "auto") -> None:
+                device: Device = "auto", force: Force = False) -> None:
     """Per-block pixel-level Pearson r, teacher-HR vs student-LR features, scatter plot (paper Figure 5).
 
     Example: fskd analyze correlation --ckpt runs/s-fskd/checkpoint.pt --scale 4
     """
     from ..analyze.correlation import analyze_correlation
 
-    res = analyze_correlation(_study(ckpt, teacher, data, scale, out, split, device, lr_source), n_images=images, seed=seed)
+    study = _study(ckpt, teacher, data, scale, out, split, device, lr_source, force)
+    res = analyze_correlation(study, n_images=images, seed=seed)
     for r in res["summary"]:
         console.print(f"{r['model']:>12} {r['block']}: r = {float(r['pearson_r']):.3f}")
     console.print(f"[green]{res['figure']}[/], {res['csv']}")
@@ -101,7 +106,7 @@ def attention(ckpt: Students, teacher: Teacher = None, data: Data = None, scale:
               kind: Annotated[Attention, typer.Option("--attention", help=(
                   "squared: mean over channels of squared activations, L2-normalised (the authors' helper; Figure 3); "
                   "signed: the plain channel mean."))] = Attention.squared,
-              lr_source: LrSourceOpt = LrSource.degrade, device: Device = "auto") -> None:
+              lr_source: LrSourceOpt = LrSource.degrade, device: Device = "auto", force: Force = False) -> None:
     """Self-attention maps of block 1, normalised to [0, 1], over the faces, HR teacher and LR students side by side
     (paper Figure 3).
 
@@ -109,8 +114,8 @@ def attention(ckpt: Students, teacher: Teacher = None, data: Data = None, scale:
     """
     from ..analyze.attention import analyze_attention
 
-    res = analyze_attention(_study(ckpt, teacher, data, scale, out, split, device, lr_source), n_images=images,
-                            seed=seed, images=image, block=block, kind=kind.value)
+    study = _study(ckpt, teacher, data, scale, out, split, device, lr_source, force)
+    res = analyze_attention(study, n_images=images, seed=seed, images=image, block=block, kind=kind.value)
     console.print(f"[green]{res['figure']}[/], {res['csv']} ({len(res['images'])} faces)")
 
 

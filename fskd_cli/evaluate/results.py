@@ -47,15 +47,16 @@ def check_results_csv(path: str | Path) -> Path:
     return path
 
 
-def check_output_folder(path: str | Path, option: str = "--out") -> Path:
-    """``path`` as a folder fskd may write into, created if needed (one line when it is a file)."""
+def check_output_folder(path: str | Path, option: str = "--out", force: bool = False) -> Path:
+    """``path`` as a folder fskd may write into, created if needed (one line when it is a file); ``force`` writes
+    into a folder fskd did not make (never deleting what is there)."""
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise FskdError(f"{path}: is a file; {option} names a folder")
     for parent in path.parents:
         if parent.exists() and not parent.is_dir():
             raise FskdError(f"{path}: {parent} is a file, not a folder ({option})")
-    claim_output(path, "analysis")  # a user's non-empty folder is refused, never written into
+    claim_output(path, "analysis", force=force)  # a user's non-empty folder is refused unless --force
     return path
 
 
