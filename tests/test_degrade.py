@@ -72,3 +72,16 @@ def test_device_exact_modes_commute_with_the_flip_and_stay_in_range(mode):
     y = degrade(x, 4, mode)
     exact = bool(mirrored < 1e-3 and y.min() >= 0 and y.max() <= 255)
     assert exact == (mode in DEVICE_EXACT)
+
+
+def test_batch_degrades_each_image_by_its_own_scale():
+    from fskd_cli.data.degrade import degrade_batch
+
+    x = torch.rand(6, 3, 32, 32)
+    before = x.clone()
+    mixed = torch.tensor([1, 8, 2, 8, 4, 1])
+    out = degrade_batch(x, mixed)
+    assert torch.equal(x, before)  # the input batch is left as it was
+    for i, s in enumerate(mixed.tolist()):
+        assert torch.equal(out[i], degrade(x[i : i + 1], s)[0])
+    assert torch.equal(degrade_batch(x, torch.full((6,), 4)), degrade(x, 4))  # one scale: the whole batch at once

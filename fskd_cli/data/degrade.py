@@ -71,10 +71,19 @@ def degrade_uint8_batch(images: torch.Tensor, scale: int, interpolation: str = "
 def degrade_batch(images: torch.Tensor, scales: torch.Tensor, interpolation: str = "bilinear",
                   antialias: bool = False) -> torch.Tensor:
     """:func:`degrade` each image of a batch by its own scale (the multi-resolution setting), one call
-    per distinct scale; scale 1 keeps the image."""
+    per distinct scale; scale 1 keeps the image.
+
+    Give ``scales`` on the CPU (as the loader yields them): the distinct values and each scale's indices are
+    found there and only the indices travel, so a batch on a GPU costs no host synchronisation (a boolean
+    mask on the device would wait for the GPU to count its elements).
+    """
+    scales = scales.cpu()
+    values = scales.unique().tolist()
+    if len(values) == 1:  # single-resolution training: the whole batch at once
+        return degrade(images, int(values[0]), interpolation, antialias)
     out = images.clone()
-    for s in scales.unique().tolist():
+    for s in values:
         if s != 1:
-            sel = scales == s
-            out[sel] = degrade(images[sel], int(s), interpolation, antialias)
+            idx = torch.nonzero(scales == s).squeeze(1).to(images.device, non_blocking=True)
+            out.index_copy_(0, idx, degrade(images.index_select(0, idx), int(s), interpolation, antialias))
     return out

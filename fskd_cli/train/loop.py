@@ -135,7 +135,7 @@ def _inputs(run: Run, hr: torch.Tensor, lr: torch.Tensor, scale: torch.Tensor,
         return hr_x, hr_x
     if not lr_read:
         meta = {k: v for k, v in run.meta.get("degradation", {}).items() if k in ("interpolation", "antialias")}
-        return hr_x, degrade_batch(hr_x, scale.to(run.device), **meta)
+        return hr_x, degrade_batch(hr_x, scale, **meta)  # scales stay on the CPU: no host sync
     return hr_x, run.preprocess.apply(lr, run.device, run.channels_last)
 
 
