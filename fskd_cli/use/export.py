@@ -54,6 +54,8 @@ def export_model(model: LoadedModel, fmt: str, out: str | Path) -> Exported:
     out = Path(out)
     if out.is_dir():
         raise FskdError(f"{out}: is a folder; --out takes a file name")
+    sidecar = out.with_name(out.name + ".json")
+    _refuse_foreign(out, sidecar)
     if fmt == "onnx":
         _require_onnx()
     if model.device.type != "cpu":
@@ -68,7 +70,6 @@ def export_model(model: LoadedModel, fmt: str, out: str | Path) -> Exported:
             raise FskdError(f"{out}: the exported {fmt} model differs from PyTorch by {diff:.3g} "
                             f"(L2-normalised embeddings; > {TOLERANCE:g}); not written")
         size_bytes = tmp.stat().st_size
-    sidecar = out.with_name(out.name + ".json")
     parity = {"max_abs_diff": diff, "compared": "L2-normalised embeddings", "images": CHECK_IMAGES, "tolerance": TOLERANCE}
     write_text(sidecar, json.dumps({**metadata, "parity": parity}, indent=2) + "\n")
     return Exported(out, sidecar, size_bytes, diff)
@@ -87,6 +88,23 @@ def describe(model: LoadedModel, fmt: str, out: Path) -> dict[str, Any]:
         "model": {"arch": model.ck["arch"], "kind": model.ck["kind"], "run": setting.run, "method": setting.method,
                   "scale": setting.scale, "checkpoint": model.ck["path"]},
     }
+
+
+def _refuse_foreign(out: Path, sidecar: Path) -> None:
+    """Replace an earlier export only: ``out`` and its sidecar may exist only as a pair that fskd wrote."""
+    if not out.exists() and not sidecar.exists():
+        return
+    if not _is_export_sidecar(sidecar):
+        what = out if out.exists() else sidecar
+        raise FskdError(f"{what}: exists and is not an `fskd export` output; choose another --out")
+
+
+def _is_export_sidecar(sidecar: Path) -> bool:
+    try:
+        data = json.loads(sidecar.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and {"format", "fskd_version", "parity"} <= set(data)
 
 
 def _require_onnx() -> None:
