@@ -219,6 +219,11 @@ def test_report_gathers_tables_evals_and_figures(faces, tmp_path):
     page = html_out.read_text()
     assert page.count("data:image/png;base64,") == 3 and "<table>" in page and "<h2>Runs</h2>" in page
     assert_one_line_error(run_cli("report", tmp_path, "--out", out), "not a run folder (no checkpoint.pt in it)")
+    assert run_cli("report", *runs, "--results", results, "--out", out).returncode == 0  # its own page: replaced
+    notes = tmp_path / "notes.html"
+    notes.write_text("my notes")
+    assert_one_line_error(run_cli("report", *runs, "--out", notes), str(notes), "not an `fskd report` page")
+    assert notes.read_text() == "my notes"
     assert json.loads((runs[1] / "eval" / "ver_x4_insightface.json").read_text())["protocol"] == "insightface"
 
 

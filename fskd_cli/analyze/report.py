@@ -57,6 +57,7 @@ def build_report(runs: list[Path], out: Path, *, results: Path = Path("results.c
     out = Path(out)
     html_out = out.suffix.lower() in (".html", ".htm")
     md_path = out.with_suffix(".md") if html_out else out
+    _refuse_foreign(out, md_path)
     here = md_path.parent.resolve()
 
     lines = [f"# {title or 'fskd report: ' + ', '.join(f.name for f in folders)}", "",
@@ -73,6 +74,22 @@ def build_report(runs: list[Path], out: Path, *, results: Path = Path("results.c
         return out
     write_text(out, md)
     return out
+
+
+def _refuse_foreign(out: Path, md_path: Path) -> None:
+    """Replace only an earlier report: an existing page (``out``, or its ``.md`` twin) must carry fskd's
+    "Written ... by fskd" line, and the table files (``NAME_table.md/.csv``) may exist only beside such a page."""
+    if out.is_dir():
+        raise FskdError(f"{out}: is a folder; --out names the page (.md or .html)")
+    pages = [p for p in dict.fromkeys((out, md_path)) if p.exists()]
+    for page in pages:
+        with open(page, "rb") as f:
+            if b" by fskd " not in f.read(4096):
+                raise FskdError(f"{page}: exists and is not an `fskd report` page; choose another --out")
+    table = md_path.with_name(md_path.stem + "_table")
+    for existing in (table.with_suffix(".md"), table.with_suffix(".csv")):
+        if existing.exists() and not pages:
+            raise FskdError(f"{existing}: exists beside no `fskd report` page; choose another --out")
 
 
 def _run_folder(run: Path) -> Path:
