@@ -276,3 +276,17 @@ def test_analyze_refuses_a_users_folder_unless_forced_and_keeps_their_files(face
     r = run_cli(*args, "--force")
     assert r.returncode == 0, r.stderr
     assert (mine / "norms.png").read_bytes()[:8] == PNG_MAGIC
+
+
+def test_table_replaces_its_own_files_only(tmp_path, monkeypatch):
+    from fskd_cli.analyze.table import results_table
+
+    monkeypatch.chdir(tmp_path)
+    s = fake_run(tmp_path, "s0/f-skd", "student", "f-skd")
+    write_results(tmp_path / "results.csv", [(s, "f-skd", "agedb", "4", "accuracy", 0.87)])
+    results_table(tmp_path / "results.csv", tmp_path / "t")
+    results_table(tmp_path / "results.csv", tmp_path / "t")  # fskd's own table: replaced
+    (tmp_path / "mine.csv").write_text("my,own\n")
+    with pytest.raises(FskdError, match="mine.csv: exists and is not a table"):
+        results_table(tmp_path / "results.csv", tmp_path / "mine")
+    assert (tmp_path / "mine.csv").read_text() == "my,own\n" and not (tmp_path / "mine.md").exists()

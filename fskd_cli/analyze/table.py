@@ -89,6 +89,7 @@ def results_table(results: Path, out: Path, *, metric: str | None = None, datase
             tables.append(md)
             csv_rows += cells
     md = "\n\n".join(tables) + "\n"
+    _refuse_foreign(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_text(out.with_suffix(".md"), md)
     write_csv(out.with_suffix(".csv"), csv_rows, CSV_FIELDS)
@@ -215,6 +216,14 @@ def _section(ds: str, met: str, setting: str, family: str, rows: pd.DataFrame, p
                               "paper": "" if (m, s) not in theirs else f"{theirs[(m, s)]:.2f}"})
         lines.append("| " + " | ".join(line) + " |")
     return "\n".join(lines), cells
+
+
+def _refuse_foreign(out: Path) -> None:
+    """Replace only tables fskd wrote: the Markdown has its "over runs" caption, the CSV its header."""
+    md, table_csv = out.with_suffix(".md"), out.with_suffix(".csv")
+    for path, mark in ((md, "over runs"), (table_csv, ",".join(CSV_FIELDS))):
+        if path.is_dir() or (path.exists() and mark not in path.read_text(encoding="utf-8", errors="replace")[:8192]):
+            raise FskdError(f"{path}: exists and is not a table `fskd analyze table` wrote; choose another --out")
 
 
 def _other_metrics(ds: str, setting: str, family: str, rows: pd.DataFrame) -> tuple[str, list[dict[str, Any]]]:
