@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import math
 import pickle
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -121,7 +122,9 @@ def _load(weights: Path) -> Any:
     if not weights.is_file():
         raise FskdError(f"{weights}: no such file")
     try:
-        return torch.load(weights, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # a TorchScript archive warns before it fails: the error line says it all
+            warnings.simplefilter("ignore")
+            return torch.load(weights, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         if "weights only" in str(e).lower() or "weights_only" in str(e):
             raise FskdError(f"{weights}: holds pickled Python objects besides tensors, which fskd does not unpickle; "
