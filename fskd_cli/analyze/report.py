@@ -29,9 +29,9 @@ from .. import __version__
 from ..core.checkpoint import load_checkpoint
 from ..core.errors import FskdError
 from ..core.io import write_text
+from ..core.results import read_setting
 from ..core.runs import RunSetting
 from ..core.scale import Scale
-from ..evaluate.results import read_setting
 from .paper import method_name
 from .table import results_table
 

@@ -28,8 +28,8 @@ import pandas as pd
 
 from ..core.errors import FskdError
 from ..core.io import write_csv, write_text
+from ..core.results import OLD_RESULT_FIELDS, read_setting
 from ..core.scale import Scale
-from ..evaluate.results import RESULT_FIELDS, read_setting
 from .paper import FAMILIES, FAMILY_NAMES, PAPER_EVAL, TABLES, paper_rows, row_label
 
 # rows in the paper's order: Table 1(a) is Base, FitNet, RKD, F-SKD, then QualNet-LM and its F-SKD
@@ -103,7 +103,7 @@ def _read(results: Path) -> pd.DataFrame:
         df = pd.read_csv(results, dtype={"scale": str, "run": str, "ckpt": str, "method": str})
     except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as e:
         raise FskdError(f"{results}: not a results CSV ({str(e).splitlines()[0]})") from None
-    missing = set(RESULT_FIELDS) - set(df.columns)
+    missing = set(OLD_RESULT_FIELDS) - set(df.columns)  # seed and teacher: only in newer files
     if missing:
         raise FskdError(f"{results}: missing columns {sorted(missing)}")
     df["value"] = pd.to_numeric(df["value"], errors="coerce")
