@@ -131,6 +131,7 @@ def test_compare_writes_the_hand_computed_numbers_and_names_a_missing_seed(tmp_p
     rows = study({"base": BASE, "f-skd": FSKD, "fitnet": [0.8, 0.8]}) + study({"fitnet": [0.83]}, seeds=[7])
     rows += [{"method": "teacher", "seed": s, "value": 0.95, "run": f"s{s}/teacher"} for s in range(5)]
     rows += study({"f-skd": [0.5]}, seeds=[9], dataset="orl[native]")  # another label: never mixed with orl
+    rows += study({"base": BASE, "f-skd": FSKD}, metric="accuracy_std")  # a spread over folds: not compared
     results = write_results(tmp_path / "results.csv", rows)
     done = compare_results(results, tmp_path / "rep" / "compare")
     md = done.page
@@ -138,7 +139,8 @@ def test_compare_writes_the_hand_computed_numbers_and_names_a_missing_seed(tmp_p
     assert "| fitnet | 8x | accuracy | not possible: 2 pairs (3 needed) | - | - | 2 |" in md  # no number
     assert "- fitnet at 8x: base lacks seed 7; fitnet lacks seeds 2, 3, 4" in md
     assert "Not compared, no `base` run among them: `orl[native]` (single-resolution, part (a): f-skd)." in md
-    assert "teacher |" not in md and "### orl[native]" not in md and "| f-skd | 8x | accuracy | not possible: 0 pairs" not in md
+    assert "accuracy_std" not in md and "teacher |" not in md and "### orl[native]" not in md
+    assert "not possible: 0 pairs" not in md
     table = {r["method"]: r for r in rows_of(tmp_path / "rep" / "compare.csv") if r["dataset"] == "orl"}
     assert float(table["f-skd"]["diff"]) == pytest.approx(HAND["mean"], abs=1e-6)
     assert float(table["f-skd"]["ci_low"]) == pytest.approx(HAND["low"], abs=1e-6)
@@ -192,15 +194,20 @@ def test_old_results_csv_takes_seeds_from_eval_jsons_or_refuses_to_pair(tmp_path
 
 
 def test_cli_compare_end_to_end_and_bad_input_in_one_line(tmp_path):
-    results = write_results(tmp_path / "results.csv", study({"base": BASE, "f-skd": FSKD}))
+    rows = study({"base": BASE, "f-skd": FSKD}) + study({"base": BASE, "f-skd": FSKD}, dataset="yale")
+    results = write_results(tmp_path / "results.csv", rows)
     out = tmp_path / "reports" / "compare"
     r = run_main("analyze", "compare", "--results", results, "--baseline", "base", "--out", out)
     assert r.exit_code == 0, r.stderr
     assert "+1.00 | [\u22120.96, +2.96] | 0.23 | 5 |" in r.stdout
     for name in ("compare.md", "compare.csv", "compare_pairs.csv"):
         assert (out.parent / name).stat().st_size > 0
-    assert (out.parent / "compare_orl_single-a_accuracy.png").read_bytes()[:8] == PNG_MAGIC
-    assert run_main("analyze", "compare", "--results", results, "--out", out).exit_code == 0  # its own files: replaced
+    yale = out.parent / "compare_yale_single-a_accuracy.png"
+    assert (out.parent / "compare_orl_single-a_accuracy.png").read_bytes()[:8] == PNG_MAGIC and yale.exists()
+    # a rerun replaces its own files, and removes the figure it no longer has data for (never mixes old and new)
+    assert run_main("analyze", "compare", "--results", results, "--out", out, "--dataset", "orl").exit_code == 0
+    assert not yale.exists() and "yale" not in (out.parent / "compare.csv").read_text()
+    assert "Example: fskd analyze compare" in run_main("analyze", "compare", "--help").stdout
     assert_one_line_error(run_main("analyze", "compare", "--results", tmp_path / "nope.csv"), "nope.csv", "not found")
     junk = tmp_path / "junk.csv"
     junk.write_text("name,score\nx,1\n")

@@ -110,13 +110,15 @@ def compare_results(results: Path, out: Path, *, baseline: str = "base", metric:
 
 
 def _group(key: tuple[str, str, str], part: pd.DataFrame, baseline: str) -> Group:
-    metrics = sorted(set(part.metric), key=lambda m: (m not in HEADLINE_METRICS, _metric_order(m)))
+    # a spread over folds (accuracy_std) says how steady a run's test is, not how good: not compared
+    kept = {m for m in part.metric if not m.endswith("_std")}
+    metrics = sorted(kept, key=lambda m: (m not in HEADLINE_METRICS, _metric_order(m)))
     runs = {met: part[part.metric == met] for met in metrics}
     if key[1] == "multi":  # the table's Average column (each run's mean over 1x-8x) is compared too
         runs = {met: with_average(r) for met, r in runs.items()}
     comparisons = {(met, m, s): c for met in metrics for (m, s), c in against(runs[met], baseline).items()}
     pct = {met: met in PERCENT_METRICS or bool((part[part.metric == met].value <= 1.0).all()) for met in metrics}
-    headline = next((m for m in HEADLINE_METRICS if m in metrics), metrics[0])
+    headline = next((m for m in HEADLINE_METRICS if m in metrics), metrics[0] if metrics else "")
     ordered = dict(sorted(comparisons.items(), key=lambda kv: (metrics.index(kv[0][0]), row_order(kv[0][1]),
                                                                scale_order(kv[0][2]))))
     return Group(*key, ordered, headline, pct, sorted(set(part.row), key=row_order))

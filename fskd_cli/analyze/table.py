@@ -223,6 +223,7 @@ def _section(ds: str, met: str, setting: str, family: str, rows: pd.DataFrame, p
     scales = sorted(set(stats.index.get_level_values(1)) | {s for _, s in theirs}, key=scale_order)
     pct = met in PERCENT_METRICS or (runs.value <= 1.0).all()
     versus, notes = _versus(runs, baseline, pct)
+    paired = {s for _, s in versus}  # the scales that get a paired column
 
     table_ref = TABLES.get((base_dataset(ds), setting, family)) if paper else None
     title = f"### {ds}: {met}, {setting}-resolution training, {FAMILY_NAMES.get(family, family)}"
@@ -235,7 +236,7 @@ def _section(ds: str, met: str, setting: str, family: str, rows: pd.DataFrame, p
     header = ["method"]
     for s in scales:
         name = SCALE_NAMES.get(s, f"{s}x")
-        header += [name] + ([f"{name} paper"] if paper else []) + ([f"{name} {MINUS} {baseline}"] if versus else [])
+        header += [name] + ([f"{name} paper"] if paper else []) + ([f"{name} {MINUS} {baseline}"] if s in paired else [])
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     cells = []
     for m in methods:
@@ -246,7 +247,7 @@ def _section(ds: str, met: str, setting: str, family: str, rows: pd.DataFrame, p
             if paper:
                 p = theirs.get((m, s))
                 line.append("-" if p is None else f"{p:.2f}")
-            if versus:
+            if s in paired:
                 line.append(versus[m, s].describe(100.0 if pct else 1.0) if (m, s) in versus else "-")
             if ours is not None or (paper and (m, s) in theirs):
                 cells.append({"dataset": ds, "metric": met, "setting": setting, "family": family, "row": m,
