@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from ..core.device import DEVICE_HELP
 from ..core.scale import Scale
@@ -58,6 +59,13 @@ def _study(ckpt: list[Path], teacher: Path | None, data: str | None, scale: Scal
                       lr_source=lr_source.value, force=force)
 
 
+def _done(res: dict, more: str = "") -> None:
+    """The warning lines of an analysis (features that are not finite: a finding), then the files it wrote."""
+    for line in res.get("warnings", []):
+        console.print(f"[yellow]warning:[/] {escape(line)}", soft_wrap=True)
+    console.print(f"[green]{escape(res['figure'])}[/], {escape(res['csv'])}{more}", soft_wrap=True)
+
+
 @analyze_app.command("norms")
 def norms(ckpt: Students, teacher: Teacher = None, data: Data = None, scale: ScaleOpt = None, out: Out = None,
           split: Split = None, images: Images = 1000, seed: Seed = 0,
@@ -73,9 +81,11 @@ def norms(ckpt: Students, teacher: Teacher = None, data: Data = None, scale: Sca
     study = _study(ckpt, teacher, data, scale, out, split, device, lr_source, force)
     res = analyze_norms(study, n_images=images, seed=seed,
                         test=test.value)
+    from ..analyze.stats import format_p, parse_p
+
     for r in res["summary"]:
-        console.print(f"{r['model']:>12} {r['block']}: mean {float(r['mean']):9.3f}" + (f"  p {r['p']}" if r["p"] else ""))
-    console.print(f"[green]{res['figure']}[/], {res['csv']}")
+        console.print(f"{r['model']:>12} {r['block']}: mean {float(r['mean']):9.3f}  {format_p(parse_p(r['p']))}".rstrip())
+    _done(res)
 
 
 @analyze_app.command("correlation")
@@ -92,7 +102,7 @@ def correlation(ckpt: Students, teacher: Teacher = None, data: Data = None, scal
     res = analyze_correlation(study, n_images=images, seed=seed)
     for r in res["summary"]:
         console.print(f"{r['model']:>12} {r['block']}: r = {float(r['pearson_r']):.3f}")
-    console.print(f"[green]{res['figure']}[/], {res['csv']}")
+    _done(res)
 
 
 @analyze_app.command("attention")
@@ -116,7 +126,7 @@ def attention(ckpt: Students, teacher: Teacher = None, data: Data = None, scale:
 
     study = _study(ckpt, teacher, data, scale, out, split, device, lr_source, force)
     res = analyze_attention(study, n_images=images, seed=seed, images=image, block=block, kind=kind.value)
-    console.print(f"[green]{res['figure']}[/], {res['csv']} ({len(res['images'])} faces)")
+    _done(res, f" ({len(res['images'])} faces)")
 
 
 @analyze_app.command("table")
