@@ -61,10 +61,7 @@ def build_report(runs: list[Path], out: Path, *, results: Path | None = None, fi
     labels, studies = _gather([Path(r) for r in runs])
     folders = list(labels)
     results = _results_of(studies, results)
-    figures = list(dict.fromkeys([Path(d) for d in figures] + [d for s in studies for d in _figure_folders(s)]))
-    for d in figures:
-        if not Path(d).is_dir():
-            raise FskdError(f"{d}: not a folder (give the --out folder of an `fskd analyze` command)")
+    figures = _figures_of([Path(d) for d in figures], studies)
     html_out = out.suffix.lower() in (".html", ".htm")
     md_path = out.with_suffix(".md") if html_out else out
     _refuse_foreign(out, md_path)
@@ -137,10 +134,11 @@ def _gather(args: list[Path]) -> tuple[dict[Path, str], list[Path]]:
 
 
 def _results_of(studies: list[Path], given: Path | None) -> Path:
-    """The results CSV: ``--results``, else the one study folder's ``results.csv``, else ``results.csv`` here;
-    checked as eval checks it (one line naming the file and its columns when it is not fskd's)."""
+    """The results CSV: ``--results``, else the study folders' one ``results.csv`` (at the top of a study, else
+    anywhere under it), else ``results.csv`` here; checked as eval checks it (one line naming the file and its
+    columns when it is not fskd's)."""
     if given is None:
-        held = list(dict.fromkeys(s / "results.csv" for s in studies if (s / "results.csv").is_file()))
+        held = list(dict.fromkeys(p for s in studies for p in _results_under(s)))
         if len(held) > 1:
             raise FskdError(f"--results: the study folders hold several results files ({', '.join(map(str, held))}); "
                             "name the one to use")
@@ -148,9 +146,22 @@ def _results_of(studies: list[Path], given: Path | None) -> Path:
     return check_results_csv(given)
 
 
-def _figure_folders(study: Path) -> list[Path]:
-    """The folders under a study holding figures of `fskd analyze` (``norms.png``, ``correlation.png``, ...)."""
-    return sorted(Path(d) for d, _, files in os.walk(study) if set(FIGURES) & set(files))
+def _results_under(study: Path) -> list[Path]:
+    top = study / "results.csv"
+    return [top] if top.is_file() else sorted(Path(d) / "results.csv" for d, _, files in os.walk(study) if "results.csv" in files)
+
+
+def _figures_of(given: list[Path], studies: list[Path]) -> list[Path]:
+    """The `fskd analyze` folders to show: those given, then those under each study holding its figures
+    (``norms.png``, ``correlation.png``, ``attention.png``); each folder once."""
+    for d in given:
+        if not d.is_dir():
+            raise FskdError(f"{d}: not a folder (give the --out folder of an `fskd analyze` command)")
+    found = [Path(d) for s in studies for d, _, files in sorted(os.walk(s)) if set(FIGURES) & set(files)]
+    folders: dict[Path, Path] = {}
+    for d in given + found:
+        folders.setdefault(d.resolve(), d)
+    return list(folders.values())
 
 
 def _setting(folder: Path) -> dict[str, Any]:
