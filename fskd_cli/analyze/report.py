@@ -67,7 +67,7 @@ def build_report(runs: list[Path], out: Path, *, results: Path | None = None, fi
     _refuse_foreign(out, md_path)
     here = md_path.parent.resolve()
 
-    names = ", ".join(_folder(Path(r)).name for r in runs)
+    names = ", ".join(_folder(Path(r)).resolve().name for r in runs)
     lines = [f"# {title or 'fskd report: ' + md_escape(names)}", "",
              f"Written {datetime.now(UTC).isoformat(timespec='seconds')} by fskd {__version__}; "
              f"results from `{results}`.", ""]
@@ -269,8 +269,8 @@ def _summary_table(path: Path) -> list[str]:
         if "pearson_r" in r:
             cell[r["model"], r["block"]] = f"r = {float(r['pearson_r']):.3f}"
         else:
-            p = parse_p(r.get("p"))
-            test = f" ({format_p(p)} {stars(p)})" if p is not None else " (not finite)" if r.get("nonfinite", "0") != "0" else ""
+            p, nonfinite = parse_p(r.get("p")), r.get("nonfinite", "0") not in ("", "0")
+            test = f" ({format_p(p)} {stars(p)})" if p is not None else " (not finite)" if nonfinite else ""
             cell[r["model"], r["block"]] = f"{float(r['mean']):.4g}{test}"
     what = "Pearson r" if "pearson_r" in rows[0] else "mean feature norm (t-test p vs teacher)"
     lines = [f"| model: {what} | " + " | ".join(map(md_escape, blocks)) + " |", "|" + "---|" * (len(blocks) + 1)]

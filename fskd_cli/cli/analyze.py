@@ -77,12 +77,11 @@ def norms(ckpt: Students, teacher: Teacher = None, data: Data = None, scale: Sca
     Example: fskd analyze norms --ckpt runs/s-fskd/checkpoint.pt --ckpt runs/s-fitnet/checkpoint.pt
     """
     from ..analyze.norms import analyze_norms
+    from ..analyze.stats import format_p, parse_p
 
     study = _study(ckpt, teacher, data, scale, out, split, device, lr_source, force)
     res = analyze_norms(study, n_images=images, seed=seed,
                         test=test.value)
-    from ..analyze.stats import format_p, parse_p
-
     for r in res["summary"]:
         console.print(f"{r['model']:>12} {r['block']}: mean {float(r['mean']):9.3f}  {format_p(parse_p(r['p']))}".rstrip())
     _done(res)
@@ -137,7 +136,7 @@ def table(results: Annotated[Path, typer.Option(help="results.csv written by `fs
           dataset: Annotated[str | None, typer.Option(help="Only this dataset.")] = None,
           paper: Annotated[bool, typer.Option("--paper", help=(
               "Put the paper's own numbers (Tables 1-5) beside ours, only where ours were measured the paper's way "
-              "(AgeDB: --protocol authors)."))] = False) -> None:
+              "(AgeDB: --protocol authors; TinyFace: its aligned layout, not tinyface\\[native])."))] = False) -> None:
     """results.csv as paper-style tables, methods x scales, mean ± std over runs (like Tables 1-5).
 
     Example: fskd analyze table --results results.csv --out reports/table --paper

@@ -1,4 +1,4 @@
-"""``fskd report RUN|STUDY...``: one Markdown (or HTML) page with the tables and figures of the runs named.
+"""``fskd report RUN_OR_STUDY...``: one Markdown (or HTML) page with the tables and figures of the runs named.
 The logic is in :mod:`fskd_cli.analyze.report`."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ console = Console(stderr=True)
 
 
 def report_command(
-    runs: Annotated[list[Path], typer.Argument(metavar="RUN|STUDY...", help=(
+    runs: Annotated[list[Path], typer.Argument(metavar="RUN_OR_STUDY...", help=(
         "Run folders (or their checkpoint.pt), or study folders: every run under one (any depth), its results.csv "
         "and its `fskd analyze` figures are taken in."))],
     out: Annotated[Path, typer.Option(help="The page: .md (figures linked) or .html (one self-contained file); "
