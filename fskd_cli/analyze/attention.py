@@ -28,6 +28,7 @@ from ..models.tap import FeatureTap
 from .features import Member, Study
 from .figures import attention_grid
 from .paper import method_name
+from .stats import nonfinite_warning
 
 ATTENTION_KINDS = ("squared", "signed")
 CSV_FIELDS = ["image", "model", "input", "block", "attention", "raw_min", "raw_max"]
@@ -36,11 +37,12 @@ CSV_FIELDS = ["image", "model", "input", "block", "attention", "raw_min", "raw_m
 def attention_map(features: torch.Tensor, kind: str = "squared") -> tuple[torch.Tensor, torch.Tensor]:
     """``[B, C, H, W]`` features -> (``[B, H, W]`` maps min-max normalised to [0, 1], ``[B, 2]`` raw min/max).
 
-    A constant map (no variation to show) becomes all zeros instead of NaN.
+    A constant map (no variation to show) becomes all zeros instead of NaN; the map of an image whose
+    features hold an inf or NaN is all NaN (nothing to draw; its raw range keeps what was computed).
     """
     if kind not in ATTENTION_KINDS:
         raise ValueError(f"attention must be one of {ATTENTION_KINDS}, got {kind!r}")
-    f = features.float()
+    f = features.double()  # squares of large finite float32 activations must not overflow to inf
     a = f.pow(2).mean(dim=1) if kind == "squared" else f.mean(dim=1)
     if kind == "squared":
         a = a / a.flatten(1).norm(dim=1).clamp_min(torch.finfo(torch.float32).tiny)[:, None, None]
@@ -49,7 +51,9 @@ def attention_map(features: torch.Tensor, kind: str = "squared") -> tuple[torch.
     span = (high - low).clamp_min(torch.finfo(torch.float32).tiny)
     out = (a - low[:, None, None]) / span[:, None, None]
     out = torch.where((high - low)[:, None, None] > 0, out, torch.zeros_like(out))
-    return out, torch.stack([low, high], 1)
+    broken = ~torch.isfinite(f.flatten(1)).all(1)
+    out[broken] = float("nan")
+    return out.float(), torch.stack([low, high], 1)
 
 
 @torch.inference_mode()
@@ -75,16 +79,20 @@ def analyze_attention(study: Study, *, n_images: int = 4, seed: int = 0, images:
     """Write ``attention.png`` (Figure 3) and ``attention.csv`` (which images; each map's raw range)."""
     rows = _choose_rows(study, n_images, seed, images)
     hr, lrs = _inputs(study, rows)
-    maps, csv_rows = {}, []
+    maps, csv_rows, warnings = {}, [], []
     for member, x in [(study.teacher, hr)] + [(m, lrs[m.label]) for m in study.students]:
         maps[member.label], ranges = _maps(member, x, block, kind, study.device)
         lr_word = "HR" if member is study.teacher else f"x{study.scale} LR"
         csv_rows += [{"image": r.path, "model": member.label, "input": lr_word,
                       "block": f"B{block}", "attention": kind, "raw_min": f"{lo:.6g}", "raw_max": f"{hi:.6g}"}
                      for r, (lo, hi) in zip(rows, ranges, strict=True)]
+        broken = int(np.isnan(maps[member.label]).all(axis=(1, 2)).sum())
+        warnings.append(nonfinite_warning(member.label, {f"B{block}": (broken, len(rows))},
+                                          "its raw range is kept in attention.csv; attention.png shows no map there"))
     write_csv(study.out / "attention.csv", csv_rows, CSV_FIELDS)
     fig = _figure(study, rows, hr, lrs, maps, block, kind)
-    return {"figure": str(fig), "csv": str(study.out / "attention.csv"), "images": [r.path for r in rows]}
+    return {"figure": str(fig), "csv": str(study.out / "attention.csv"), "images": [r.path for r in rows],
+            "warnings": [w for w in warnings if w]}
 
 
 def _inputs(study: Study, rows: list[Row]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

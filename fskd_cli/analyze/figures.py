@@ -27,29 +27,33 @@ def _label(model: str) -> str:
     return method_name(model)
 
 
-def norm_boxplot(norms: dict[str, list[np.ndarray]], pvalues: dict[str, list[float]], path: str | Path,
+def norm_boxplot(norms: dict[str, list[np.ndarray]], pvalues: dict[str, list[float | None]], path: str | Path,
                  title: str) -> Path:
-    """Figure 4: one panel per block B1..Bn, a box per model (teacher first); '***' over a student when p < 0.01."""
+    """Figure 4: one panel per block B1..Bn, a box per model (teacher first); '***' over a student when p < 0.01.
+
+    Only finite norms are drawn; a panel where some are inf or NaN says how many, per model."""
     labels = list(norms)
     n_blocks = len(next(iter(norms.values())))
     fig = Figure(figsize=(2.2 + 0.55 * len(labels) * n_blocks, 3.8))
     axes = fig.subplots(1, n_blocks, squeeze=False)
     colours = [TEACHER_COLOUR if m == "teacher" else STUDENT_COLOURS[i % 10] for i, m in enumerate(labels)]
     for b, ax in enumerate(axes[0]):
-        data = [norms[m][b] for m in labels]
+        data = [norms[m][b][np.isfinite(norms[m][b])] for m in labels]
         box = ax.boxplot(data, patch_artist=True, showfliers=False, widths=0.6,
                          medianprops={"color": "black", "linewidth": 1.2})
         for patch, c in zip(box["boxes"], colours, strict=True):
             patch.set_facecolor(c)
             patch.set_alpha(0.75)
-        low = min(np.percentile(d, 1) for d in data)
-        top = max(max(w.get_ydata().max() for w in box["whiskers"]), max(np.max(d) for d in data))
+        shown = [d for d in data if len(d)]
+        low = min((np.percentile(d, 1) for d in shown), default=0.0)
+        top = max((float(d.max()) for d in shown), default=1.0)
         span = top - low or abs(top) or 1.0
         for i, m in enumerate(labels):
-            if m in pvalues:
-                mark = stars(pvalues[m][b])
+            if m in pvalues and (mark := stars(pvalues[m][b])):
                 ax.text(i + 1, top + 0.06 * span, mark, ha="center", va="bottom",
                         fontsize=12 if mark == "***" else 8, fontweight="bold" if mark == "***" else "normal")
+        _nonfinite_note(ax, {_label(m): len(norms[m][b]) - len(d) for m, d in zip(labels, data, strict=True)},
+                        len(norms[labels[0]][b]))
         ax.set_ylim(bottom=max(0.0, low - 0.08 * span) if low >= 0 else low - 0.08 * span, top=top + 0.22 * span)
         ax.set_xticks(range(1, len(labels) + 1), [_label(m) for m in labels], rotation=35, ha="right")
         ax.set_title(f"B{b + 1}", fontweight="bold")
@@ -61,10 +65,19 @@ def norm_boxplot(norms: dict[str, list[np.ndarray]], pvalues: dict[str, list[flo
     return save_figure(fig, path, dpi=130)
 
 
+def _nonfinite_note(ax, missing: dict[str, int], total: int, what: str = "images") -> None:
+    """Write inside ``ax`` how many values of each model (``''``: no name) were left out for being inf or NaN."""
+    lines = [f"{m + ': ' if m else ''}{n} of {total} {what} not finite" for m, n in missing.items() if n]
+    if lines:
+        ax.text(0.5, 0.02, "\n".join(lines), transform=ax.transAxes, ha="center", va="bottom", fontsize=7,
+                color="#b00000", bbox={"boxstyle": "round,pad=0.2", "facecolor": "white", "alpha": 0.85, "edgecolor": "none"})
+
+
 def correlation_scatter(points: dict[str, list[tuple[np.ndarray, np.ndarray]]], r: dict[str, list[float]],
                         path: str | Path, title: str) -> Path:
     """Figure 5: a row per student, a column per block B1..Bn; teacher-HR feature value (x) against the
-    student-LR value (y) at the same position, with Pearson's r and the least-squares line."""
+    student-LR value (y) at the same position, with Pearson's r and the least-squares line. Points with an
+    inf or NaN coordinate are left out, with a note saying how many."""
     students = list(points)
     n_blocks = len(next(iter(points.values())))
     fig = Figure(figsize=(2.9 * n_blocks, 2.7 * len(students) + 0.4))
@@ -74,12 +87,16 @@ def correlation_scatter(points: dict[str, list[tuple[np.ndarray, np.ndarray]]], 
         for b in range(n_blocks):
             ax = axes[i][b]
             x, y = (np.asarray(v, dtype=np.float64) for v in points[m][b])
+            finite = np.isfinite(x) & np.isfinite(y)
+            _nonfinite_note(ax, {"": int((~finite).sum())}, len(x), "points")
+            x, y = x[finite], y[finite]
             ax.scatter(x, y, s=1.5, alpha=0.25, color=colour, rasterized=True, linewidths=0)
             if len(x) > 1 and np.ptp(x) > 0:
                 slope, icept = np.polyfit(x, y, 1)
                 xs = np.array([x.min(), x.max()])
                 ax.plot(xs, slope * xs + icept, color="black", linestyle="--", linewidth=1)
-            ax.text(0.04, 0.95, f"r = {r[m][b]:.2f}", transform=ax.transAxes, va="top", ha="left", fontsize=10,
+            shown = f"r = {r[m][b]:.2f}" if np.isfinite(r[m][b]) else "r: not finite"
+            ax.text(0.04, 0.95, shown, transform=ax.transAxes, va="top", ha="left", fontsize=10,
                     bbox={"boxstyle": "round,pad=0.25", "facecolor": "white", "alpha": 0.85, "edgecolor": "0.7"})
             ax.tick_params(labelsize=7)
             if i == 0:
@@ -98,7 +115,8 @@ def attention_grid(images: list[list[np.ndarray]], maps: list[list[np.ndarray | 
     """Figure 3: a row per face, a column per input or model; a model's column shows its attention map
     (values in [0, 1], red high, blue low) over the image that model sees.
 
-    ``images[i][j]`` is an ``H x W x 3`` uint8 image; ``maps[i][j]`` is ``None`` for a plain image column.
+    ``images[i][j]`` is an ``H x W x 3`` uint8 image; ``maps[i][j]`` is ``None`` for a plain image column and
+    all NaN where the model's features were not finite (the image is shown with a note instead of a map).
     """
     n_rows, n_cols = len(images), len(columns)
     fig = Figure(figsize=(1.75 * n_cols + 0.6, 1.8 * n_rows + 0.5))
@@ -109,7 +127,10 @@ def attention_grid(images: list[list[np.ndarray]], maps: list[list[np.ndarray | 
             ax = axes[i][j]
             image = images[i][j]
             ax.imshow(image, interpolation="bilinear")
-            if maps[i][j] is not None:
+            if maps[i][j] is not None and np.isnan(maps[i][j]).all():
+                ax.text(0.5, 0.5, "features\nnot finite", transform=ax.transAxes, ha="center", va="center",
+                        fontsize=8, color="#b00000", bbox={"facecolor": "white", "alpha": 0.85, "edgecolor": "none"})
+            elif maps[i][j] is not None:
                 h, w = image.shape[:2]
                 mappable = ax.imshow(maps[i][j], cmap="jet", vmin=0.0, vmax=1.0, alpha=alpha,
                                      extent=(-0.5, w - 0.5, h - 0.5, -0.5),

@@ -1,5 +1,11 @@
 """``fskd analyze norms``: per block, each image's feature norm, teacher on HR vs student on LR, with a
-t-test per block (paper Section 3.3 and Figure 4)."""
+t-test per block (paper Section 3.3 and Figure 4).
+
+Norms are taken in float64, so finite features always have a finite norm. Features that are themselves
+inf or NaN (an untrained network overflowing float32) are a finding: norms.csv keeps them, the figure
+draws the finite ones with a note, that block gets no t-test, and the result carries one warning line per
+model naming the blocks.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +15,9 @@ import torch
 from ..core.io import write_csv
 from .features import Study, paired_features, per_image_norms
 from .figures import norm_boxplot
-from .stats import t_test
+from .stats import format_p, nonfinite_warning, t_test
+
+SUMMARY_FIELDS = ["model", "block", "n", "nonfinite", "mean", "std", "test", "t", "p", "significant_p<0.01"]
 
 
 def analyze_norms(study: Study, *, n_images: int = 1000, seed: int = 0, test: str = "welch") -> dict:
@@ -19,8 +27,8 @@ def analyze_norms(study: Study, *, n_images: int = 1000, seed: int = 0, test: st
     for member in study.students:
         t_parts, s_parts = [], []
         for t_f, s_f, _ in paired_features(study, member, rows):
-            t_parts.append(per_image_norms(t_f))
-            s_parts.append(per_image_norms(s_f))
+            t_parts.append(per_image_norms([f.double() for f in t_f]))
+            s_parts.append(per_image_norms([f.double() for f in s_f]))
         norms.setdefault("teacher", [torch.cat(b).numpy() for b in zip(*t_parts, strict=True)])
         norms[member.label] = [torch.cat(b).numpy() for b in zip(*s_parts, strict=True)]
     per_image = [{"image": r.path, "model": model, "block": f"B{b + 1}", "norm": f"{v:.6g}"}
@@ -28,22 +36,31 @@ def analyze_norms(study: Study, *, n_images: int = 1000, seed: int = 0, test: st
                  for r, v in zip(rows, values, strict=True)]
     summary, pvalues = _summary(norms, test)
     write_csv(study.out / "norms.csv", per_image, ["image", "model", "block", "norm"])
-    write_csv(study.out / "norms_summary.csv", summary, list(summary[0]))
+    write_csv(study.out / "norms_summary.csv", summary, SUMMARY_FIELDS)
     fig = norm_boxplot(norms, pvalues, study.out / "norms.png",
                        f"Feature norm, teacher (HR) vs students (x{study.scale} LR); {test} t-test, *** p < 0.01")
-    return {"summary": summary, "figure": str(fig), "csv": str(study.out / "norms.csv")}
+    warnings = [nonfinite_warning(model, {f"B{b + 1}": (int((~np.isfinite(v)).sum()), len(v)) for b, v in enumerate(blocks)},
+                                  "kept in norms.csv, left out of norms.png and of the t-test")
+                for model, blocks in norms.items()]
+    return {"summary": summary, "figure": str(fig), "csv": str(study.out / "norms.csv"),
+            "warnings": [w for w in warnings if w]}
 
 
-def _summary(norms: dict[str, list[np.ndarray]], test: str) -> tuple[list[dict], dict[str, list[float]]]:
-    """Mean, std and (students) the t-test against the teacher, per model and block; the p-values per student."""
+def _summary(norms: dict[str, list[np.ndarray]], test: str) -> tuple[list[dict], dict[str, list[float | None]]]:
+    """Mean, std and (students) the t-test against the teacher, per model and block; the p-values per student
+    (``None`` where a norm is not finite: no test is meaningful there)."""
     summary, pvalues = [], {}
     for model, blocks in norms.items():
         for b, v in enumerate(blocks):
-            row = {"model": model, "block": f"B{b + 1}", "n": len(v), "mean": f"{v.mean():.6g}",
-                   "std": f"{v.std(ddof=1):.6g}", "test": "", "t": "", "p": "", "significant_p<0.01": ""}
+            with np.errstate(invalid="ignore", over="ignore"):  # inf norms give an inf mean and a NaN std, as written
+                mean, std = v.mean(), v.std(ddof=1)
+            row = {"model": model, "block": f"B{b + 1}", "n": len(v), "nonfinite": int((~np.isfinite(v)).sum()),
+                   "mean": f"{mean:.6g}", "std": f"{std:.6g}", "test": "", "t": "", "p": "", "significant_p<0.01": ""}
             if model != "teacher":
-                t, p = t_test(norms["teacher"][b], v, test)
-                row.update(test=test, t=f"{t:.6g}", p=f"{p:.3g}", **{"significant_p<0.01": p < 0.01})
+                p = None
+                if np.isfinite(v).all() and np.isfinite(norms["teacher"][b]).all():
+                    t, p = t_test(norms["teacher"][b], v, test)
+                    row.update(test=test, t=f"{t:.6g}", p=format_p(p, bare=True), **{"significant_p<0.01": p < 0.01})
                 pvalues.setdefault(model, []).append(p)
             summary.append(row)
     return summary, pvalues

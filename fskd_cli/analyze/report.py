@@ -24,17 +24,20 @@ import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, unquote
 
 from .. import __version__
 from ..core.checkpoint import load_checkpoint
 from ..core.errors import FskdError
 from ..core.io import write_text
-from ..core.results import read_setting
+from ..core.results import check_results_csv, read_setting
 from ..core.runs import RunSetting
 from ..core.scale import Scale
 from .paper import method_name
+from .stats import format_p, parse_p, stars
 from .table import results_table
 
+PAGE_SUFFIXES = (".md", ".html", ".htm")
 # analyze outputs the report knows: file -> (caption, summary CSV shown under it)
 FIGURES = {
     "attention.png": ("Self-attention maps of the first block, HR teacher vs LR students (cf. paper Figure 3).", None),
@@ -45,28 +48,33 @@ FIGURES = {
 }
 
 
-def build_report(runs: list[Path], out: Path, *, results: Path = Path("results.csv"), figures: list[Path] = (),
+def build_report(runs: list[Path], out: Path, *, results: Path | None = None, figures: list[Path] = (),
                  paper: bool = False, title: str | None = None) -> Path:
-    """Write the report to ``out`` (``.md``, or ``.html`` for one self-contained file); return its path."""
+    """Write the report to ``out`` (``.md``, or ``.html`` for one self-contained file); return its path.
+
+    ``runs`` are run folders (or their checkpoints) or study folders: every run under a study folder (any
+    depth), its ``results.csv`` (unless ``results`` is given) and its analysis figures are taken in.
+    """
+    out = _check_page(Path(out))
     if not runs:
-        raise FskdError("name at least one run folder")
-    folders = [_run_folder(r) for r in runs]
-    for d in figures:
-        if not Path(d).is_dir():
-            raise FskdError(f"{d}: not a folder (give the --out folder of an `fskd analyze` command)")
-    out = Path(out)
+        raise FskdError("name at least one run or study folder")
+    labels, studies = _gather([Path(r) for r in runs])
+    folders = list(labels)
+    results = _results_of(studies, results)
+    figures = _figures_of([Path(d) for d in figures], studies)
     html_out = out.suffix.lower() in (".html", ".htm")
     md_path = out.with_suffix(".md") if html_out else out
     _refuse_foreign(out, md_path)
     here = md_path.parent.resolve()
 
-    lines = [f"# {title or 'fskd report: ' + ', '.join(f.name for f in folders)}", "",
+    names = ", ".join(_folder(Path(r)).resolve().name for r in runs)
+    lines = [f"# {title or 'fskd report: ' + md_escape(names)}", "",
              f"Written {datetime.now(UTC).isoformat(timespec='seconds')} by fskd {__version__}; "
              f"results from `{results}`.", ""]
-    lines += _runs_section(folders)
+    lines += _runs_section(folders, labels)
     lines += _tables_section(folders, results, md_path, paper)
     lines += _compare_section(folders, results, md_path)
-    lines += _evals_section(folders, here)
+    lines += _evals_section(folders, labels, here)
     for d in figures:
         lines += _figures_section(Path(d), here)
     md = "\n".join(lines).rstrip() + "\n"
@@ -74,6 +82,14 @@ def build_report(runs: list[Path], out: Path, *, results: Path = Path("results.c
         write_text(out, markdown_to_html(md, here, title or "fskd report"))
         return out
     write_text(out, md)
+    return out
+
+
+def _check_page(out: Path) -> Path:
+    """``--out`` names a page in a format the report writes; checked before any work."""
+    if out.suffix.lower() not in PAGE_SUFFIXES:
+        raise FskdError(f"{out}: the report is written as a .md page (figures linked) or an .html page (one "
+                        f"self-contained file), not {out.suffix or 'a file without suffix'}; choose --out with one of these")
     return out
 
 
@@ -93,12 +109,60 @@ def _refuse_foreign(out: Path, md_path: Path) -> None:
             raise FskdError(f"{existing}: exists beside no `fskd report` page; choose another --out")
 
 
-def _run_folder(run: Path) -> Path:
-    run = Path(run)
-    folder = run.parent if run.suffix == ".pt" else run
-    if not (folder / "checkpoint.pt").exists():
-        raise FskdError(f"{run}: not a run folder (no checkpoint.pt in it)")
-    return folder
+def _folder(path: Path) -> Path:
+    return path.parent if path.suffix == ".pt" else path
+
+
+def _gather(args: list[Path]) -> tuple[dict[Path, str], list[Path]]:
+    """Every run folder named (resolved, in order) with the name the page gives it, and the study folders named.
+
+    A run folder (or its checkpoint) is named by its folder; a study folder stands for every run folder under
+    it, at any depth, each named by its path in the study (``s0/teacher``), so seeds of one method stay apart.
+    """
+    labels: dict[Path, str] = {}
+    studies: list[Path] = []
+    for arg in args:
+        if (_folder(arg) / "checkpoint.pt").is_file():
+            labels.setdefault(_folder(arg).resolve(), _folder(arg).name)
+            continue
+        runs = sorted(Path(d) for d, _, files in os.walk(arg) if "checkpoint.pt" in files) if arg.is_dir() else []
+        if not runs:
+            raise FskdError(f"{arg}: not a run folder (no checkpoint.pt in it), nor a study folder (no run folder under it)")
+        studies.append(arg)
+        for run in runs:
+            labels.setdefault(run.resolve(), run.relative_to(arg).as_posix())
+    return labels, studies
+
+
+def _results_of(studies: list[Path], given: Path | None) -> Path:
+    """The results CSV: ``--results``, else the study folders' one ``results.csv`` (at the top of a study, else
+    anywhere under it), else ``results.csv`` here; checked as eval checks it (one line naming the file and its
+    columns when it is not fskd's)."""
+    if given is None:
+        held = list(dict.fromkeys(p for s in studies for p in _results_under(s)))
+        if len(held) > 1:
+            raise FskdError(f"--results: the study folders hold several results files ({', '.join(map(str, held))}); "
+                            "name the one to use")
+        given = held[0] if held else Path("results.csv")
+    return check_results_csv(given)
+
+
+def _results_under(study: Path) -> list[Path]:
+    top = study / "results.csv"
+    return [top] if top.is_file() else sorted(Path(d) / "results.csv" for d, _, files in os.walk(study) if "results.csv" in files)
+
+
+def _figures_of(given: list[Path], studies: list[Path]) -> list[Path]:
+    """The `fskd analyze` folders to show: those given, then those under each study holding its figures
+    (``norms.png``, ``correlation.png``, ``attention.png``); each folder once."""
+    for d in given:
+        if not d.is_dir():
+            raise FskdError(f"{d}: not a folder (give the --out folder of an `fskd analyze` command)")
+    found = [Path(d) for s in studies for d, _, files in sorted(os.walk(s)) if set(FIGURES) & set(files)]
+    folders: dict[Path, Path] = {}
+    for d in given + found:
+        folders.setdefault(d.resolve(), d)
+    return list(folders.values())
 
 
 def _setting(folder: Path) -> dict[str, Any]:
@@ -118,15 +182,15 @@ def _last_step(folder: Path) -> str:
     return rows[-1].get("step", "-") if rows else "-"
 
 
-def _runs_section(folders: list[Path]) -> list[str]:
+def _runs_section(folders: list[Path], labels: dict[Path, str]) -> list[str]:
     lines = ["## Runs", "", "| run | kind | method | trained at | backbone | teacher | steps | training data |",
              "|---|---|---|---|---|---|---|---|"]
     for f in folders:
         s = _setting(f)
         scale = "1x (HR)" if s["kind"] == "teacher" else "multi" if s["scale"] == Scale.multi.value else f"{s['scale']}x"
         teacher = Path(s["teacher"]).parent.name if s.get("teacher") else "-"
-        lines.append(f"| {f.name} | {s['kind']} | {method_name(s['method'])} | {scale} | {s.get('backbone', '?')} | "
-                     f"{teacher} | {_last_step(f)} | `{s.get('data') or '?'}` |")
+        cells = [labels[f], s["kind"], method_name(s["method"]), scale, s.get("backbone", "?"), teacher, _last_step(f)]
+        lines.append("| " + " | ".join(md_escape(str(c)) for c in cells) + f" | `{s.get('data') or '?'}` |")
     return lines + [""]
 
 
@@ -159,7 +223,7 @@ def _compare_section(folders: list[Path], results: Path, md_path: Path) -> list[
     return ["## Paired comparison with base, over seeds", "", done.introduction, "", body.strip(), ""]
 
 
-def _evals_section(folders: list[Path], here: Path) -> list[str]:
+def _evals_section(folders: list[Path], labels: dict[Path, str], here: Path) -> list[str]:
     """One summary row per eval JSON, then each eval's ROC or CMC figure with a caption."""
     rows, figures = [], []
     for f in folders:
@@ -178,12 +242,14 @@ def _evals_section(folders: list[Path], here: Path) -> list[str]:
             else:
                 how, size = f"split {ev.get('split', '?')}", f"{ev.get('images', '?')} images"
             shown = ", ".join(f"{k} {_pct(v)}" for k, v in m.items())
-            rows.append(f"| {f.name} | {ev.get('dataset', js.stem)} | {ev.get('scale', '?')}x | {how} | {size} | {shown} |")
+            cells = [labels[f], ev.get("dataset", js.stem), f"{ev.get('scale', '?')}x", how, size, shown]
+            rows.append("| " + " | ".join(md_escape(str(c)) for c in cells) + " |")
             for key in ("roc_png", "cmc_png"):
                 png = _existing(ev.get(key), js.parent)
                 if png:
-                    figures += [f"![{key[:3].upper()} of {f.name}]({_rel(png, here)})", "",
-                                f"*{f.name}: {ev.get('dataset')} at {ev.get('scale')}x, {how}*", ""]
+                    caption = f"{labels[f]}: {ev.get('dataset')} at {ev.get('scale')}x, {how}"
+                    figures += [f"![{md_escape(key[:3].upper() + ' of ' + labels[f])}]({_rel(png, here)})", "",
+                                f"*{md_escape(caption)}*", ""]
     if not rows:
         return ["## Evaluations", "", "No evals yet (`runs/NAME/eval/*.json`).", ""]
     return (["## Evaluations", "", "Rates in %.", "", "| run | benchmark | scale | how | size | metrics |",
@@ -201,7 +267,7 @@ def _figures_section(folder: Path, here: Path) -> list[str]:
         return lines + ["No figures in this folder.", ""]
     for png in pngs:
         caption, summary = FIGURES.get(png.name, (png.stem, None))
-        lines += [f"![{png.stem}]({_rel(png, here)})", "", f"*{caption}*", ""]
+        lines += [f"![{md_escape(png.stem)}]({_rel(png, here)})", "", f"*{md_escape(caption)}*", ""]
         if summary and (folder / summary).exists():
             lines += _summary_table(folder / summary) + [""]
     return lines
@@ -220,12 +286,13 @@ def _summary_table(path: Path) -> list[str]:
         if "pearson_r" in r:
             cell[r["model"], r["block"]] = f"r = {float(r['pearson_r']):.3f}"
         else:
-            p = r.get("p") or ""
-            mark = "" if not p else (" ***" if float(p) < 0.01 else " n.s.")
-            cell[r["model"], r["block"]] = f"{float(r['mean']):.4g}" + (f" (p = {float(p):.2g}{mark})" if p else "")
+            p, nonfinite = parse_p(r.get("p")), r.get("nonfinite", "0") not in ("", "0")
+            test = f" ({format_p(p)} {stars(p)})" if p is not None else " (not finite)" if nonfinite else ""
+            cell[r["model"], r["block"]] = f"{float(r['mean']):.4g}{test}"
     what = "Pearson r" if "pearson_r" in rows[0] else "mean feature norm (t-test p vs teacher)"
-    lines = [f"| model: {what} | " + " | ".join(blocks) + " |", "|" + "---|" * (len(blocks) + 1)]
-    lines += [f"| {method_name(m)} | " + " | ".join(cell.get((m, b), "-") for b in blocks) + " |" for m in models]
+    lines = [f"| model: {what} | " + " | ".join(map(md_escape, blocks)) + " |", "|" + "---|" * (len(blocks) + 1)]
+    lines += ["| " + " | ".join(md_escape(c) for c in [method_name(m), *(cell.get((m, b), "-") for b in blocks)]) + " |"
+              for m in models]
     return lines
 
 
@@ -244,7 +311,14 @@ def _existing(path: str | None, eval_dir: Path) -> Path | None:
 
 
 def _rel(path: Path, here: Path) -> str:
-    return Path(os.path.relpath(Path(path).resolve(), here)).as_posix()
+    """A figure's link: relative to the page, percent-encoded (a space or parenthesis would end a Markdown link)."""
+    return quote(Path(os.path.relpath(Path(path).resolve(), here)).as_posix())
+
+
+def md_escape(text: str) -> str:
+    """``text`` shown literally in Markdown (a caption, a table cell): its Markdown characters backslash-escaped,
+    so ``***`` stays three asterisks and a ``|`` does not split a cell."""
+    return re.sub(r"([\\`*_\[\]<>|~#])", r"\\\1", text)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -258,12 +332,21 @@ h1,h2{border-bottom:1px solid #ddd}"""
 
 
 def _inline(text: str) -> str:
-    text = html.escape(text)
-    text = re.sub(r"`([^`]+)`", r"<code>\1</code>", text)
-    return re.sub(r"(?<![\w*])\*([^*]+)\*(?![\w*])", r"<em>\1</em>", text)
+    """One line of Markdown as HTML: `code` spans and backslash escapes kept literal, then *emphasis*."""
+    kept: list[str] = []
+
+    def keep(html_text: str) -> str:
+        kept.append(html_text)
+        return f"\0{len(kept) - 1}\0"
+
+    text = re.sub(r"`([^`]+)`|\\([!-/:-@\[-`{-~])", lambda m: keep(
+        f"<code>{html.escape(m.group(1))}</code>" if m.group(1) is not None else html.escape(m.group(2))), text)
+    text = re.sub(r"(?<![\w*])\*([^*]+)\*(?![\w*])", r"<em>\1</em>", html.escape(text))
+    return re.sub("\0(\\d+)\0", lambda m: kept[int(m.group(1))], text)
 
 
 def _image(alt: str, src: str, here: Path) -> str:
+    src = unquote(src)
     path = (here / src) if not Path(src).is_absolute() else Path(src)
     if path.exists():
         src = "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
@@ -286,7 +369,7 @@ def markdown_to_html(md: str, here: Path, title: str) -> str:
         elif line.startswith("|"):
             rows = []
             while i < len(lines) and lines[i].startswith("|"):
-                rows.append([c.strip() for c in lines[i].strip().strip("|").split("|")])
+                rows.append([c.strip() for c in re.split(r"(?<!\\)\|", lines[i].strip()[1:].removesuffix("|"))])
                 i += 1
             body = [r for r in rows[1:] if not all(set(c) <= set("-: ") for c in r)]
             out.append("<table><tr>" + "".join(f"<th>{_inline(c)}</th>" for c in rows[0]) + "</tr>"

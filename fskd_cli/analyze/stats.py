@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,9 +27,51 @@ def t_test(teacher: np.ndarray, student: np.ndarray, kind: str = "welch") -> tup
     return float(r.statistic), float(r.pvalue)
 
 
-def stars(p: float) -> str:
-    """The paper's Figure 4 marks p < 0.01 with three stars; otherwise 'n.s.'."""
+def stars(p: float | None) -> str:
+    """The paper's Figure 4 marks p < 0.01 with three stars; otherwise 'n.s.'; '' where no test was possible."""
+    if p is None or not math.isfinite(p):
+        return ""
     return "***" if p < 0.01 else "n.s."
+
+
+P_FLOOR = 1e-300  # below this a double holds no trustworthy p-value (it underflows to 0 at about 1e-308)
+
+
+def format_p(p: float | None, *, bare: bool = False) -> str:
+    """A p-value as fskd writes it everywhere (CSV, console, report): ``p = 0.0123``, ``p = 4.56e-12``, and
+    ``p < 1e-300`` where it underflows (a printed ``p = 0`` would claim certainty); '' where no test was
+    possible, ``p = n/a`` where the test is undefined (NaN: e.g. every paired difference equal, no spread to test
+    against). ``bare`` drops the ``p`` for a CSV cell (``0.0123``, ``< 1e-300``); :func:`parse_p` reads it back."""
+    if p is None or math.isinf(p):
+        return ""
+    if math.isnan(p):
+        return "n/a" if bare else "p = n/a"
+    if p < P_FLOOR:
+        return f"< {P_FLOOR:.0e}" if bare else f"p < {P_FLOOR:.0e}"
+    return f"{p:.3g}" if bare else f"p = {p:.3g}"
+
+
+def parse_p(text: str | None) -> float | None:
+    """A p-value cell written by :func:`format_p` (``bare``), or an older plain number; ``None`` when empty."""
+    text = (text or "").strip()
+    if not text:
+        return None
+    return 0.0 if text.startswith("<") else float("nan") if text == "n/a" else float(text)
+
+
+def nonfinite_images(features: torch.Tensor) -> int:
+    """How many images (first axis) of ``features`` hold an inf or NaN: an untrained network's features can
+    overflow float32, a finding to report, not an error."""
+    return int((~torch.isfinite(features.flatten(1))).any(1).sum())
+
+
+def nonfinite_warning(model: str, counts: dict[str, tuple[int, int]], where: str) -> str | None:
+    """One line naming ``model`` and its blocks whose features are not finite (``counts``: block -> (non-finite
+    images, images)), saying where they stay (``where``); ``None`` when every feature is finite."""
+    bad = [f"{block} ({n} of {total} images)" for block, (n, total) in counts.items() if n]
+    if not bad:
+        return None
+    return f"{model}: features not finite (inf or NaN) in block {', '.join(bad)}; {where}"
 
 
 @dataclass
@@ -68,14 +111,3 @@ def _r(n, sx, sy, sxx, syy, sxy):
     cov = sxy - sx * sy / n
     vx, vy = sxx - sx * sx / n, syy - sy * sy / n
     return cov / (vx * vy).clamp_min(1e-300).sqrt()
-
-
-def format_p(p: float) -> str:
-    """A p-value as a reader cites it: ``p = 0.41``, ``p = 3.2e-05``; ``p < 1e-300`` where the test's p fell
-    below what a float holds (scipy then returns 0, which is not a probability anyone measured), and
-    ``p = n/a`` where the test is undefined (e.g. every paired difference equal: no spread to test against)."""
-    if p != p:  # NaN
-        return "p = n/a"
-    if p < 1e-300:
-        return "p < 1e-300"
-    return f"p = {p:.2g}"

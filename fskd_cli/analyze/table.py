@@ -17,7 +17,8 @@ evaluated twice counts once, with its latest value. Multi-resolution tables get 
 column (the mean over 1x-8x of each run). With ``paper=True`` each scale gets a column with the paper's number
 (:mod:`fskd_cli.analyze.paper`), and the paper's rows that we have no run for are listed too. The paper's
 numbers stand only beside rows measured the paper's way (:data:`~fskd_cli.analyze.paper.PAPER_EVAL`: AgeDB
-with the authors' protocol); a table of another protocol says so instead of comparing unlike with unlike.
+with the authors' protocol, TinyFace's aligned layout); a table of another protocol or layout (``agedb``,
+``tinyface[native]``) is its own table and says so instead of comparing unlike with unlike.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from ..core.io import write_csv, write_text
 from ..core.results import OLD_RESULT_FIELDS, read_setting
 from ..core.scale import Scale
 from .paired import MINUS, Comparison, against
-from .paper import FAMILIES, FAMILY_NAMES, PAPER_EVAL, TABLES, paper_rows, row_label
+from .paper import DEC_NOTE, FAMILIES, FAMILY_NAMES, PAPER_EVAL, PAPER_EVAL_HOW, TABLES, paper_rows, row_label
 
 # rows in the paper's order: Table 1(a) is Base, FitNet, RKD, F-SKD, then QualNet-LM and its F-SKD
 ROW_ORDER = ["teacher", "teacher +Dec", "base", "fitnet", "norm-kd", "rkd", "a-skd", "f-skd", "qualnet-lm", "f-skd +Dec"]
@@ -220,13 +221,15 @@ def _section(ds: str, met: str, setting: str, family: str, rows: pd.DataFrame, p
     paired = {s for _, s in versus}  # the scales that get a paired column
 
     table_ref = TABLES.get((base_dataset(ds), setting, family)) if paper else None
-    title = f"### {ds}: {met}, {setting}-resolution training, {FAMILY_NAMES.get(family, family)}"
+    dec = any(m.endswith("+Dec") for m in methods) or bool((runs.variant == "dec").any())
+    family_name = FAMILY_NAMES.get(family, family) + (f"; {DEC_NOTE}" if dec else "")
+    title = f"### {ds}: {met}, {setting}-resolution training, {family_name}"
     lines = [title + (f" (paper Table {table_ref})" if table_ref and theirs else ""), "",
              "mean ± std over runs (n = runs)" + (", in %" if pct else "")
              + ("; `paper`: the paper's number, as printed (%)" if paper else ""), ""]
     if unlike:
         lines += [f"The paper's numbers are not shown beside these: they were measured as `{like}` "
-                  f"(`fskd eval {base_dataset(ds)} --protocol authors`), these as `{ds}`.", ""]
+                  f"({PAPER_EVAL_HOW.get(base_dataset(ds), like)}), these as `{ds}`.", ""]
     header = ["method"]
     for s in scales:
         name = SCALE_NAMES.get(s, f"{s}x")

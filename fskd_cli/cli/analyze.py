@@ -13,6 +13,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from ..core.device import DEVICE_HELP
 from ..core.scale import Scale
@@ -59,6 +60,13 @@ def _study(ckpt: list[Path], teacher: Path | None, data: str | None, scale: Scal
                       lr_source=lr_source.value, force=force)
 
 
+def _done(res: dict, more: str = "") -> None:
+    """The warning lines of an analysis (features that are not finite: a finding), then the files it wrote."""
+    for line in res.get("warnings", []):
+        console.print(f"[yellow]warning:[/] {escape(line)}", soft_wrap=True)
+    console.print(f"[green]{escape(res['figure'])}[/], {escape(res['csv'])}{more}", soft_wrap=True)
+
+
 @analyze_app.command("norms")
 def norms(ckpt: Students, teacher: Teacher = None, data: Data = None, scale: ScaleOpt = None, out: Out = None,
           split: Split = None, images: Images = 1000, seed: Seed = 0,
@@ -70,13 +78,14 @@ def norms(ckpt: Students, teacher: Teacher = None, data: Data = None, scale: Sca
     Example: fskd analyze norms --ckpt runs/s-fskd/checkpoint.pt --ckpt runs/s-fitnet/checkpoint.pt
     """
     from ..analyze.norms import analyze_norms
+    from ..analyze.stats import format_p, parse_p
 
     study = _study(ckpt, teacher, data, scale, out, split, device, lr_source, force)
     res = analyze_norms(study, n_images=images, seed=seed,
                         test=test.value)
     for r in res["summary"]:
-        console.print(f"{r['model']:>12} {r['block']}: mean {float(r['mean']):9.3f}" + (f"  p {r['p']}" if r["p"] else ""))
-    console.print(f"[green]{res['figure']}[/], {res['csv']}")
+        console.print(f"{r['model']:>12} {r['block']}: mean {float(r['mean']):9.3f}  {format_p(parse_p(r['p']))}".rstrip())
+    _done(res)
 
 
 @analyze_app.command("correlation")
@@ -93,7 +102,7 @@ def correlation(ckpt: Students, teacher: Teacher = None, data: Data = None, scal
     res = analyze_correlation(study, n_images=images, seed=seed)
     for r in res["summary"]:
         console.print(f"{r['model']:>12} {r['block']}: r = {float(r['pearson_r']):.3f}")
-    console.print(f"[green]{res['figure']}[/], {res['csv']}")
+    _done(res)
 
 
 @analyze_app.command("attention")
@@ -117,7 +126,7 @@ def attention(ckpt: Students, teacher: Teacher = None, data: Data = None, scale:
 
     study = _study(ckpt, teacher, data, scale, out, split, device, lr_source, force)
     res = analyze_attention(study, n_images=images, seed=seed, images=image, block=block, kind=kind.value)
-    console.print(f"[green]{res['figure']}[/], {res['csv']} ({len(res['images'])} faces)")
+    _done(res, f" ({len(res['images'])} faces)")
 
 
 @analyze_app.command("table")
@@ -128,7 +137,7 @@ def table(results: Annotated[Path, typer.Option(help="results.csv written by `fs
           dataset: Annotated[str | None, typer.Option(help="Only this dataset.")] = None,
           paper: Annotated[bool, typer.Option("--paper", help=(
               "Put the paper's own numbers (Tables 1-5) beside ours, only where ours were measured the paper's way "
-              "(AgeDB: --protocol authors)."))] = False) -> None:
+              "(AgeDB: --protocol authors; TinyFace: its aligned layout, not tinyface\\[native])."))] = False) -> None:
     """results.csv as paper-style tables, methods x scales, mean ± std over runs (like Tables 1-5).
 
     Example: fskd analyze table --results results.csv --out reports/table --paper
