@@ -26,9 +26,10 @@ from ..core.config import RunConfig
 from ..core.errors import FskdError
 from ..core.guard import claim_output, note_checkpoint, read_claim
 from ..core.io import write_yaml
+from ..core.lock import FolderLock
 from ..data.dataset import PairBatchSampler, PairDataset
 from ..data.degrade import degrade_batch
-from .build import Run, build_run, restore
+from .build import Run, build_run, check_checkpoint, restore
 from .log import CsvLog, LogCallback
 from .step import TrainStep
 
@@ -49,25 +50,36 @@ def train(cfg: RunConfig, out: str | Path, *, kind: str, resume: bool = False, s
             if run.dist.main:
                 console.print(f"[green]{run.ckpt_path}: already finished ({run.step} steps)")
             return run.ckpt_path
-    if run.dist.main:
-        _claim(run, resume, force)
-    end = min(run.schedule.total_steps, stop_after) if stop_after else run.schedule.total_steps
-    loader = _loader(run, end)
-    fit(run, loader, _callbacks(run) if run.dist.main else [], end)
+    lock = _claim(run, resume, force) if run.dist.main else None  # rank 0 writes, so it alone holds the folder
+    try:
+        end = min(run.schedule.total_steps, stop_after) if stop_after else run.schedule.total_steps
+        loader = _loader(run, end)
+        fit(run, loader, _callbacks(run) if run.dist.main else [], end)
+    finally:
+        if lock is not None:
+            lock.release()
     return run.ckpt_path
 
 
-def _claim(run: Run, resume: bool, force: bool) -> None:
-    """Make ``--out`` ours (a resumed checkpoint already proved it is), record the config, report the run."""
+def _claim(run: Run, resume: bool, force: bool) -> FolderLock | None:
+    """Make ``--out`` ours (a resumed checkpoint already proved it is) and hold it: one writer at a time; record
+    the config, report the run. Returns the folder's lock."""
     started_over = force and not resume and read_claim(run.out) is not None
-    claim_output(run.out, kind=run.kind, force=force or resume)
-    if started_over:  # --force: the old run's checkpoint must not outlive its config
-        run.ckpt_path.unlink(missing_ok=True)
-    write_yaml(run.out / "config.yaml", {"kind": run.kind, **run.cfg.to_dict()})
+    lock = claim_output(run.out, kind=run.kind, force=force or resume, hold=True)
+    try:
+        check_checkpoint(run.out, resume, force)
+        if started_over:  # --force: the old run's checkpoint must not outlive its config
+            run.ckpt_path.unlink(missing_ok=True)
+        write_yaml(run.out / "config.yaml", {"kind": run.kind, **run.cfg.to_dict()})
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
     t, s = run.cfg.train, run.schedule
     console.print(f"[bold]{run.kind}[/] {run.out}: {len(run.rows)} images, {run.num_classes} classes, scale "
                   f"{'/'.join(map(str, run.scales))}, global batch {t.batch_size} on {run.dist.world_size} process(es) "
                   f"({run.device}), lr {t.lr}, {s.total_steps} steps ({s.steps_per_epoch}/epoch), from step {run.step}")
+    return lock
 
 
 def _callbacks(run: Run) -> list[LogCallback]:
