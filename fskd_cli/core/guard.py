@@ -22,7 +22,7 @@ import yaml
 
 from .. import __version__
 from .errors import FskdError
-from .io import write_yaml
+from .io import check_writable, make_dirs, write_yaml
 
 MARKER = ".fskd.yaml"
 #: ``core.io.atomic_path`` names its temp files ``.NAME.PID.XXXXXXXX.tmp`` (mkstemp's 8 random characters).
@@ -40,8 +40,9 @@ def claim_output(folder: str | os.PathLike, kind: str, options: dict[str, Any] |
     With ``force`` the checks are skipped and the marker is rewritten; no existing file is removed.
     """
     folder = Path(folder)
-    if folder.exists() and not folder.is_dir():
+    if os.path.exists(folder) and not os.path.isdir(folder):
         raise FskdError(f"{folder}: is a file, not a folder; give --out a folder")
+    check_writable(folder, folder=True)
     try:
         recorded = read_claim(folder)
     except FskdError:
@@ -56,10 +57,7 @@ def claim_output(folder: str | os.PathLike, kind: str, options: dict[str, Any] |
                             "choose an empty folder or use --force")
     if options is None:
         options = (recorded or {}).get("options") or {}
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except (FileExistsError, NotADirectoryError):
-        raise FskdError(f"{folder}: a parent of this folder is a file") from None
+    make_dirs(folder)
     sweep_temp_files(folder)
     write_yaml(folder / MARKER, {"kind": kind, "fskd_version": __version__, "options": _plain(options)})
 
@@ -67,7 +65,7 @@ def claim_output(folder: str | os.PathLike, kind: str, options: dict[str, Any] |
 def read_claim(folder: str | os.PathLike) -> dict[str, Any] | None:
     """The marker fskd left in ``folder`` (kind, fskd_version, options), or None when it has none."""
     marker = Path(folder) / MARKER
-    return _read_marker(marker) if marker.is_file() else None
+    return _read_marker(marker) if os.path.isfile(marker) else None
 
 
 def inside(root: str | os.PathLike, path: str | os.PathLike) -> Path:
