@@ -103,6 +103,7 @@ def test_numbers_are_read_as_written_and_strings_stay_strings(tmp_path):
     assert cfg.model.head_kwargs == {"s": 30.0, "m": 0.25} and cfg.distill.scale == "4" and cfg.distill.weight == 5.0
     cfg = resolve(recipe, sets=parse_sets(["train.lr=1e-2", "seed=1e1", "model.kwargs={width: 1e1}"]))
     assert cfg.train.lr == 0.01 and cfg.seed == 10 and cfg.model.kwargs == {"width": 10}
+    assert resolve(recipe, sets=parse_sets(["train.steps=5e1"])).train.milestones == [25]  # rescaled as --steps 50
 
 
 def test_set_lr_in_exponent_form_trains(tmp_path, tiny_recipe):

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import re
 import types
 import typing
@@ -118,10 +119,10 @@ _DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 def find_recipe(recipe: str | Path) -> Path:
     """A recipe path as given, else the packaged recipe of that name (``.yaml`` optional)."""
     path = Path(recipe)
-    if path.is_file():
+    if os.path.isfile(path):  # os.path: a name too long is "not found", not an OSError
         return path
     for candidate in (RECIPES / path, RECIPES / f"{path}.yaml"):
-        if candidate.is_file() and candidate.resolve().is_relative_to(RECIPES):
+        if os.path.isfile(candidate) and candidate.resolve().is_relative_to(RECIPES):
             return candidate
     raise FskdError(f"{recipe}: recipe not found (neither a file nor a packaged recipe under {RECIPES}; "
                     "e.g. paper/table1a-f-skd-x8)")
@@ -134,7 +135,7 @@ MAX_RECIPE_BYTES = 1 << 20
 def load_recipe(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     """Read a recipe and the chain of ``base:`` recipes under it, merged (the recipe wins)."""
     path = Path(path)
-    if not path.is_file():
+    if not os.path.isfile(path):
         raise FskdError(f"{path}: recipe not found")
     if path.resolve() in _seen:
         raise FskdError(f"{path}: 'base' recipes form a cycle")
@@ -253,21 +254,26 @@ def _rescale_run_length(data: dict[str, Any], overrides: dict[str, Any]) -> None
     train = data.setdefault("train", {})
     if not isinstance(train, dict):
         return  # reported by _check_sections
-    old = train.get("epochs") or train.get("steps")
+    old = _count(train.get("epochs") or train.get("steps"))
     for key in ("epochs", "steps"):
         new = overrides.pop(f"train.{key}", None)
         if new is None:
             continue
         train.pop("epochs", None), train.pop("steps", None)
         train[key] = new
-        if _positive_int(old) and _positive_int(new) and isinstance(train.get("milestones"), list) \
-                and "train.milestones" not in overrides:
-            scaled = [max(1, min(new, round(m * new / old))) for m in train["milestones"] if _positive_int(m)]
+        if old and _count(new) and isinstance(train.get("milestones"), list) and "train.milestones" not in overrides:
+            scaled = [max(1, min(_count(new), round(_count(m) * _count(new) / old)))
+                      for m in train["milestones"] if _count(m)]
             train["milestones"] = sorted(set(scaled))
 
 
-def _positive_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+def _count(value: Any) -> int:
+    """``value`` read as a positive whole number (``1e4`` too), else 0; the checks that say why come later."""
+    try:
+        number = _scalar(int, value, "", "")
+    except FskdError:
+        return 0
+    return number if number > 0 else 0
 
 
 def _build(cls: type, data: Any, where: Callable[[str], str], prefix: str) -> Any:

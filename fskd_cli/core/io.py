@@ -201,9 +201,9 @@ def append_csv(path: str | os.PathLike, row: Mapping[str, Any], fields: list[str
     header is not ``fields`` is someone else's CSV: refused, never appended to.
     """
     path = Path(path)
-    if path.is_dir():
+    if os.path.isdir(path):  # os.path: a name too long is left to open_output, which says so
         raise FskdError(f"{path}: is a folder, not a CSV file")
-    if path.exists() and not path.is_file():
+    if os.path.exists(path) and not os.path.isfile(path):
         raise FskdError(f"{path}: not a regular file (a device or pipe), not a CSV file")
     with open_output(path, "a+", newline="", encoding="utf-8") as f, write_faults(path):
         fcntl.flock(f, fcntl.LOCK_EX)
