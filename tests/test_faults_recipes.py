@@ -144,6 +144,8 @@ def test_numbers_that_are_not_whole_where_a_count_is_expected(tmp_path, tiny_rec
     ({"distill": {"options": {"distance_weight": -1}}}, "distill.options.distance_weight must be >= 0"),
     ({"distill": {"teacher_options": {"strides": [2, 3]}}}, "distill.teacher_options.strides must be <= 2"),
     ({"distill": {"options": {"normalize": "yes"}}}, "'distill.options.normalize' must be bool"),
+    ({"model": {**TINY_RESNET, "preprocess": {"mean": "grey"}}}, "'model.preprocess.mean' must be float, got 'grey'"),
+    ({"model": {**TINY_RESNET, "preprocess": {"std": [1, 2, "x"]}}}, "'model.preprocess.std' must be float, got 'x'"),
 ])
 def test_values_a_library_would_refuse_are_refused_at_load(tmp_path, tiny_digits, section, needle):
     data = section.get("data", {})

@@ -31,13 +31,19 @@ def _log_steps(run) -> list[int]:
         return []
 
 
-def _signal_when_logged(cmd: list[str], run, sig: signal.Signals, rows: int) -> subprocess.CompletedProcess:
-    """Start ``cmd``, send ``sig`` once its log has ``rows`` rows, and wait for it to end."""
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+def _signal_when_logged(cmd: list[str], run, sig: signal.Signals, rows: int, group: bool = False
+                        ) -> subprocess.CompletedProcess:
+    """Start ``cmd``, send ``sig`` once its log has ``rows`` rows (to its whole process group if ``group``, as
+    SLURM signals every process of a job), and wait for it to end."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
+                            start_new_session=group)
     deadline = time.monotonic() + 180
     while len(_log_steps(run)) < rows and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
-    proc.send_signal(sig)
+    if group:
+        os.killpg(proc.pid, sig)
+    else:
+        proc.send_signal(sig)
     out, err = proc.communicate(timeout=300)
     return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
@@ -92,6 +98,16 @@ def test_sigusr1_stops_like_sigterm_and_the_run_resumes(tmp_path, tiny_digits):
     assert torch.load(run / "checkpoint.pt", weights_only=True)["step"] == step >= 3
     resumed = run_main("train-teacher", "--recipe", recipe, "--out", run, "--resume", "--stop-after", step + 1)
     assert resumed.exit_code == 0 and f"from step {step}" in resumed.stderr, resumed.stderr
+
+
+def test_a_signal_to_every_process_of_the_job_spares_the_loader_workers(tmp_path, tiny_digits):
+    recipe = write_recipe(tmp_path / "r.yaml", tiny_digits, data={"path": str(tiny_digits), "cache": False, "workers": 1},
+                          train={**TINY_STEPS, "steps": 400, "milestones": [300], "log_every": 3})
+    run = tmp_path / "run"
+    result = _signal_when_logged(_fskd("train-teacher", "--recipe", recipe, "--out", run), run, signal.SIGTERM, rows=1,
+                                 group=True)
+    step = _stopped_line(result, "SIGTERM", run / "checkpoint.pt")
+    assert torch.load(run / "checkpoint.pt", weights_only=True)["step"] == step
 
 
 def test_stop_request_records_the_first_signal_and_restores_the_handlers():

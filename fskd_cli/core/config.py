@@ -386,10 +386,16 @@ _ARGS = {
 
 def _arguments(value: dict[str, Any], where: Callable[[str], str], key: str) -> dict[str, Any]:
     """A free-form mapping with the arguments fskd knows (:data:`_ARGS`) read and checked; others as given
-    (``model.preprocess`` is checked as a whole by :class:`.Preprocess`)."""
+    (``model.preprocess``'s numbers are read here, the whole checked by :class:`.Preprocess`)."""
     out = dict(value)
+    if key == "model.preprocess":
+        for name in {"mean", "std"} & set(value):
+            stat = value[name]
+            read = [_scalar(float, v, where(key), f"{key}.{name}") for v in (stat if isinstance(stat, list) else [stat])]
+            out[name] = read if isinstance(stat, list) else read[0]
+        return out
     for name, arg in ((n, _ARGS.get(str(n))) for n in value):
-        if arg is None or key == "model.preprocess":
+        if arg is None:
             continue
         dotted = f"{key}.{name}"
         out[name] = _coerce(arg.tp, value[name], where, dotted)

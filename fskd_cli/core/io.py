@@ -121,7 +121,9 @@ def check_writable(path: str | os.PathLike, folder: bool = False) -> None:
         except OSError as e:
             raise write_fault(path, e) from None
     if not here.is_dir():
-        if missing or folder:
+        if not missing and folder:
+            raise FskdError(f"{path}: is a file, not a folder; give a folder")
+        if missing:
             raise FskdError(f"{path}: cannot write ({here} is a file, not a folder)")
         here = here.parent  # a file to replace: its folder is written (temp file, then rename)
     try:

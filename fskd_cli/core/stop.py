@@ -7,7 +7,10 @@ the signal; the training loop looks at it after every step, writes a checkpoint,
 which the CLI reports as one line with the resume command and exit code :data:`EXIT_STOPPED`.
 
 Repeated signals are recorded once (SLURM may signal the job and its batch shell, which passes it on); SIGKILL
-still ends the run at once, and the last checkpoint is whole (checkpoints are written atomically).
+still ends the run at once, and the last checkpoint is whole (checkpoints are written atomically). Data
+loader workers ignore both signals (:func:`ignore_in_worker`): SLURM and ``kill -- -PGID`` signal every
+process of the job, and a worker that died would end the run with an error instead of a checkpoint; the
+main process ends its workers when it stops, and torch's workers exit when their parent dies.
 """
 
 from __future__ import annotations
@@ -23,6 +26,12 @@ from types import FrameType, TracebackType
 #: by signal N before it could write a checkpoint
 EXIT_STOPPED = 75
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+
+
+def ignore_in_worker(_worker_id: int) -> None:
+    """A DataLoader ``worker_init_fn``: the worker ignores SIGTERM and SIGUSR1 (the main process answers them)."""
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
 
 
 class Stopped(Exception):  # noqa: N818  (not an error: a run that stopped when asked)

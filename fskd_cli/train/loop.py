@@ -26,7 +26,7 @@ from ..core.config import RunConfig
 from ..core.errors import FskdError
 from ..core.guard import claim_output, note_checkpoint, read_claim
 from ..core.io import check_writable, write_yaml
-from ..core.stop import Stopped, StopRequest
+from ..core.stop import Stopped, StopRequest, ignore_in_worker
 from ..data.dataset import PairBatchSampler, PairDataset
 from ..data.degrade import degrade_batch
 from .build import Run, build_run, restore
@@ -125,7 +125,7 @@ def _loader(run: Run, end: int) -> DataLoader:
     sampler = PairBatchSampler(len(ds), cfg.train.batch_size, end, cfg.seed, run.scales, cfg.data.flip, start_step=run.step)
     return DataLoader(ds, batch_sampler=_Shard(sampler, run.dist.rank, run.dist.world_size), collate_fn=_already_collated,
                       num_workers=cfg.data.workers, pin_memory=run.device.type == "cuda",
-                      persistent_workers=cfg.data.workers > 0)
+                      persistent_workers=cfg.data.workers > 0, worker_init_fn=ignore_in_worker)
 
 
 def fit(run: Run, loader: DataLoader, callbacks: list[LogCallback], end: int, stop: StopRequest | None = None) -> None:
