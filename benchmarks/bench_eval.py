@@ -24,7 +24,7 @@ import torch
 from fskd_cli.core.preprocess import Preprocess
 from fskd_cli.data.dataset import PairDataset
 from fskd_cli.data.manifest import DatasetWriter, Row
-from fskd_cli.evaluate.embed import LowRes, embed
+from fskd_cli.inference.lowres import LowRes, embed
 from fskd_cli.models import create_model
 
 AGEDB_IMAGES = 12_000

@@ -166,6 +166,7 @@ def check_ddp_one_nccl_process(root: Path) -> None:
 
 def check_resume_on_gpu(root: Path) -> None:
     """Stopped after 3 steps and resumed, a deterministic GPU run logs what the uninterrupted one logs."""
+    from fskd_cli.core.checkpoint import load_checkpoint
     from fskd_cli.core.config import resolve
     from fskd_cli.train.loop import train as run
 
@@ -175,8 +176,7 @@ def check_resume_on_gpu(root: Path) -> None:
     run(cfg, root / "resumed", kind="student", stop_after=3)
     resumed = run(cfg, root / "resumed", kind="student", resume=True)
     assert np.allclose(losses(straight), losses(resumed), rtol=0, atol=1e-5), (losses(straight), losses(resumed))
-    wa = torch.load(straight, weights_only=True)["model"]
-    wb = torch.load(resumed, weights_only=True)["model"]
+    wa, wb = load_checkpoint(straight).weights, load_checkpoint(resumed).weights
     assert all(torch.allclose(wa[k].float(), wb[k].float(), atol=1e-5) for k in wa)
 
 

@@ -19,22 +19,22 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .inference.model import ReadyModel, load_model
 from .use.embed import Embeddings, embed_images
-from .use.model import LoadedModel, load_model
 from .use.verify import Verdict
 from .use.verify import verify as _verify
 
-__all__ = ["load", "embed", "embed_table", "verify", "LoadedModel", "Verdict", "Embeddings"]
+__all__ = ["load", "embed", "embed_table", "verify", "ReadyModel", "Verdict", "Embeddings"]
 
 Image = str | Path | np.ndarray
 
 
-def load(run: str | Path, device: str | torch.device = "auto") -> LoadedModel:
+def load(run: str | Path, device: str | torch.device = "auto") -> ReadyModel:
     """The backbone of ``run`` (a run folder or a checkpoint file) in eval mode on ``device``."""
-    return load_model(run, device)
+    return load_model(run, device=device)
 
 
-def embed(model: LoadedModel, images: Image | Sequence[Image], *, aligned: bool = False, scale: str | int = 1,
+def embed(model: ReadyModel, images: Image | Sequence[Image], *, aligned: bool = False, scale: str | int = 1,
           flip: bool = True, batch_size: int = 32) -> np.ndarray:
     """Unit embeddings ``[N, D]`` (float32) of photo files or uint8 RGB arrays; a row of NaN where no face was found.
 
@@ -44,14 +44,14 @@ def embed(model: LoadedModel, images: Image | Sequence[Image], *, aligned: bool 
     return embed_table(model, images, aligned=aligned, scale=scale, flip=flip, batch_size=batch_size).embeddings
 
 
-def embed_table(model: LoadedModel, images: Image | Sequence[Image], *, aligned: bool = False, scale: str | int = 1,
+def embed_table(model: ReadyModel, images: Image | Sequence[Image], *, aligned: bool = False, scale: str | int = 1,
                 flip: bool = True, batch_size: int = 32) -> Embeddings:
     """:func:`embed`, with each image's name, status (ok, no_face, unreadable, ...) and reason."""
     items = [images] if isinstance(images, str | Path | np.ndarray) and np.ndim(images) != 4 else list(images)
     return embed_images(model, items, aligned=aligned, scale=scale, flip=flip, batch_size=batch_size, progress=False)
 
 
-def verify(model: LoadedModel, a: Image, b: Image, *, threshold: float | None = None,
+def verify(model: ReadyModel, a: Image, b: Image, *, threshold: float | None = None,
            scale: str | int | None = None) -> Verdict:
     """Same person or not: ``.same``, ``.cosine``, ``.threshold`` (value and source), ``.line()``."""
     return _verify(model, a, b, threshold=threshold, scale=scale)

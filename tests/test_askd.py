@@ -112,7 +112,7 @@ def test_a_skd_trains_in_the_loop(tmp_path, tiny_digits):
     path.write_text(yaml.safe_dump(recipe))
     teacher = train(resolve(path), tmp_path / "t", kind="teacher", stop_after=2)
     student = train(resolve(path, {"distill.teacher": str(teacher)}), tmp_path / "s", kind="student", stop_after=3)
-    assert load_checkpoint(student)["method"] == "a-skd"
+    assert load_checkpoint(student).method == "a-skd"
     rows = (tmp_path / "s" / "log.csv").read_text().splitlines()[1:]
     assert len(rows) == 3 and all(0 < float(r.split(",")[5]) < 5.0 * 16 * 2 for r in rows)
     # a student without CBAM is refused with the reason

@@ -37,7 +37,8 @@ def test_pipeline_writes_the_contract_files(pipeline):
     assert torch.load(runs / "f-skd" / "checkpoint.pt", weights_only=True)["method"] == "f-skd"
     with open(pipeline["results"]) as f:
         rows = list(csv.DictReader(f))
-    assert list(rows[0]) == ["run", "method", "dataset", "scale", "metric", "value", "ckpt", "timestamp"]
+    assert list(rows[0]) == ["run", "method", "dataset", "scale", "seed", "teacher", "metric", "value", "ckpt", "timestamp"]
+    assert rows[0]["seed"] == "0"
     assert [(r["method"], r["scale"]) for r in rows] == [("teacher", "1"), ("f-skd", "4"), ("base", "4")]
     assert all(0.0 <= float(r["value"]) <= 1.0 for r in rows)
     report = json.loads((runs / "f-skd" / "eval" / "digits_x4.json").read_text())

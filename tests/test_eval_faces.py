@@ -68,10 +68,11 @@ def test_cross_resolution_pairs_an_hr_left_with_an_lr_right(faces, tmp_path):
     from the same-resolution score of that pair (both x8)."""
     import torch
 
-    from fskd_cli.core.checkpoint import build_model, load_checkpoint
+    from fskd_cli.core.checkpoint import load_checkpoint
     from fskd_cli.data.dataset import PairDataset
     from fskd_cli.data.manifest import read_manifest
     from fskd_cli.evaluate.pairs import verification_stage
+    from fskd_cli.inference.model import build_backbone
 
     common = dict(dataset="ver", scale=8, results=tmp_path / "r.csv", device="cpu")
     same_res = verification_stage(faces["student"], faces["ver"], json_path=tmp_path / "a.json",
@@ -83,7 +84,7 @@ def test_cross_resolution_pairs_an_hr_left_with_an_lr_right(faces, tmp_path):
     cross_rows, same_rows = rows_of(tmp_path / "s.csv"), rows_of(tmp_path / "same.csv")
     assert all(float(c["score"]) != float(s["score"]) for c, s in zip(cross_rows, same_rows, strict=True))
 
-    model = build_model(load_checkpoint(faces["student"]))[0]
+    model = build_backbone(load_checkpoint(faces["student"]))
     index = {r.path: i for i, r in enumerate(read_manifest(faces["ver"]))}
     ds = PairDataset(faces["ver"], "", (8,), cache=False, rows=read_manifest(faces["ver"]))
     left, right = cross_rows[0]["left"], cross_rows[0]["right"]
@@ -140,7 +141,7 @@ def test_identification_of_native_size_faces_resizes_them(faces, tmp_path):
     w.close()
     res = identification_stage(faces["student"], tmp_path / "tiny", dataset="tinyface", results=tmp_path / "r.csv",
                                json_path=tmp_path / "t.json")
-    assert res["resized"] == f"bilinear to {FACE_SIZE}px" and res["gallery"] == 2 and res["distractors"] == 1
+    assert res["resized"] == f"bilinear from native size to {FACE_SIZE}px" and res["gallery"] == 2 and res["distractors"] == 1
     assert set(res["metrics"]) == {"rank1", "mAP"}  # a 3-image gallery has no rank 5
 
 
@@ -218,7 +219,7 @@ def test_lr_images_are_made_with_the_students_training_degradation(faces):
     """Degrading from HR gives the prepared files exactly when the interpolation matches, and other images
     when the student was trained with another one (so eval follows the checkpoint, not the files)."""
     from fskd_cli.data.manifest import read_manifest
-    from fskd_cli.evaluate.embed import LowRes
+    from fskd_cli.inference.lowres import LowRes
 
     rows = read_manifest(faces["ver"])[:6]
     disk = LowRes("disk")
@@ -258,7 +259,7 @@ def test_results_of_another_kind_are_refused_and_left_as_they_were(faces, tmp_pa
 
 def _append_rows(path: str, start: int) -> None:
     from fskd_cli.core.io import append_csv
-    from fskd_cli.evaluate.results import RESULT_FIELDS
+    from fskd_cli.core.results import RESULT_FIELDS
 
     for i in range(start, start + 30):
         append_csv(path, {f: str(i) for f in RESULT_FIELDS}, RESULT_FIELDS)
@@ -266,6 +267,8 @@ def _append_rows(path: str, start: int) -> None:
 
 def test_two_evals_creating_results_csv_at_once_write_one_header(tmp_path):
     import multiprocessing
+
+    from fskd_cli.core.results import RESULT_FIELDS
 
     path = tmp_path / "results.csv"
     ctx = multiprocessing.get_context("fork")
@@ -275,7 +278,7 @@ def test_two_evals_creating_results_csv_at_once_write_one_header(tmp_path):
     for p in procs:
         p.join()
     lines = path.read_text().splitlines()
-    assert lines.count(",".join(["run", "method", "dataset", "scale", "metric", "value", "ckpt", "timestamp"])) == 1
+    assert lines.count(",".join(RESULT_FIELDS)) == 1
     assert lines[0].startswith("run,") and len(lines) == 1 + 90
 
 

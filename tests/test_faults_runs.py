@@ -292,7 +292,7 @@ def test_ctrl_c_in_training_names_the_last_checkpoint_and_resume_finishes(tmp_pa
     assert not list(out.glob(".*.tmp"))
     from fskd_cli.core.checkpoint import load_checkpoint
 
-    assert load_checkpoint(out / "checkpoint.pt", kind="teacher")["kind"] == "teacher"
+    assert load_checkpoint(out / "checkpoint.pt", kind="teacher").kind == "teacher"
 
 
 def test_ctrl_c_in_prepare_leaves_whole_files_and_the_rerun_completes(tmp_path):

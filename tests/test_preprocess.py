@@ -58,4 +58,4 @@ def test_a_teacher_run_records_the_recipe_convention(tmp_path, tiny_digits):
     path = write_recipe(tmp_path / "r.yaml", tiny_digits,
                         model={"name": "resnet_32", "kwargs": {"layers": [1, 1, 1, 1], "width": 4}, "preprocess": stats})
     ck = train(resolve(path), tmp_path / "t", kind="teacher", stop_after=1)
-    assert load_checkpoint(ck)["preprocess"] == stats
+    assert load_checkpoint(ck).preprocess.to_dict() == stats

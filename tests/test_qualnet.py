@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import pytest
@@ -116,13 +117,13 @@ def qualnet_runs(tmp_path_factory, tiny_digits):
 def test_train_teacher_then_distill(qualnet_runs):
     teacher, student, _ = qualnet_runs
     t, s = load_checkpoint(teacher, kind="teacher"), load_checkpoint(student, kind="student")
-    assert t["method"] == "qualnet-decoder" and s["method"] == "qualnet-lm"
-    assert any(k.startswith("decoder.irevnet.stack.") for k in t["distiller"])
+    assert t.method == "qualnet-decoder" and s.method == "qualnet-lm"
+    assert any(k.startswith("decoder.irevnet.stack.") for k in t.distiller_weights)
     # the student's i-RevNet is the teacher's, untouched: frozen weights, and BN statistics (eval mode);
     # the bridge belongs to the student and trains (the authors' code)
-    assert t["distiller"].keys() == s["distiller"].keys()
-    assert all(torch.equal(t["distiller"][k], s["distiller"][k]) for k in t["distiller"] if ".irevnet." in k)
-    assert not torch.equal(t["distiller"]["decoder.bridge.weight"], s["distiller"]["decoder.bridge.weight"])
+    assert t.distiller_weights.keys() == s.distiller_weights.keys()
+    assert all(torch.equal(t.distiller_weights[k], s.distiller_weights[k]) for k in t.distiller_weights if ".irevnet." in k)
+    assert not torch.equal(t.distiller_weights["decoder.bridge.weight"], s.distiller_weights["decoder.bridge.weight"])
     for run in (teacher, student):
         rows = (run.parent / "log.csv").read_text().splitlines()[1:]
         assert rows and all(0 < float(r.split(",")[5]) < 1 for r in rows)  # an L1 on [0, 1] images
@@ -168,7 +169,7 @@ def test_qualnet_lm_checks_its_teacher(qualnet_runs):
     with pytest.raises(FskdError, match="layer4 is"):
         create_distiller("qualnet-lm", [torch.Size([64, 2, 2])], [LAYER4], teacher_checkpoint=teacher_ck)
     with pytest.raises(FskdError, match="--method qualnet-decoder"):
-        create_distiller("qualnet-lm", [LAYER4], [LAYER4], teacher_checkpoint={**teacher_ck, "method": None})
+        create_distiller("qualnet-lm", [LAYER4], [LAYER4], teacher_checkpoint=dataclasses.replace(teacher_ck, method=None))
     with pytest.raises(FskdError, match="--teacher"):
         create_distiller("qualnet-lm", [LAYER4], [LAYER4])
 
@@ -184,7 +185,7 @@ def test_qualnet_lm_starts_from_the_teacher_encoder(qualnet_runs):
     model, head = create_model("iresnet18", **TINY), torch.nn.Linear(32, 10)
     d = create_distiller("qualnet-lm", [LAYER4], [LAYER4], weight=1.0, teacher_checkpoint=teacher_ck)
     d.init_student(model, head, teacher_ck)
-    assert all(torch.equal(v, teacher_ck["model"][k]) for k, v in model.state_dict().items())
+    assert all(torch.equal(v, teacher_ck.weights[k]) for k, v in model.state_dict().items())
     frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
     # the BNs inside blocks (bn1..bn3), not the stem's bn1 nor the shortcut's downsample.1
     assert frozen == set(_block_bn_weights(model)) and len(frozen) == 8 * 3 * 2
@@ -225,7 +226,7 @@ def test_qualnet_lm_scratch_and_all_options(qualnet_runs):
 def test_distill_loop_starts_the_student_from_the_teacher(qualnet_runs):
     """Through ``fskd distill``: after 3 steps the frozen block BN affine still equals the teacher's."""
     teacher, student, _ = qualnet_runs
-    t, s = load_checkpoint(teacher, kind="teacher")["model"], load_checkpoint(student, kind="student")["model"]
+    t, s = load_checkpoint(teacher, kind="teacher").weights, load_checkpoint(student, kind="student").weights
     frozen = [k for k in t if re.fullmatch(r"layer\d\.\d+\.bn\d\.(weight|bias)", k)]
     assert frozen and all(torch.equal(t[k], s[k]) for k in frozen)
     assert not torch.equal(t["layer1.0.conv1.weight"], s["layer1.0.conv1.weight"])  # the rest trains

@@ -87,6 +87,6 @@ def test_rkd_trains_in_the_loop(tmp_path, tiny_digits):
     teacher = train(resolve(path), tmp_path / "t", kind="teacher", stop_after=2)
     student = train(resolve(path, {"distill.teacher": str(teacher)}), tmp_path / "s", kind="student", stop_after=3)
     ck = load_checkpoint(student)
-    assert ck["method"] == "rkd" and ck["step"] == 3 and ck["distiller"] == {}
+    assert ck.method == "rkd" and ck.step == 3 and not ck.distiller_weights
     rows = (tmp_path / "s" / "log.csv").read_text().splitlines()[1:]
     assert all(0 < float(r.split(",")[5]) < 1e3 for r in rows)  # distill_loss: finite, positive

@@ -28,9 +28,10 @@ def teacher(tmp_path_factory, tiny_digits):
 def test_checkpoint_is_complete_and_weights_only(teacher):
     ck = torch.load(teacher, weights_only=True)
     for key in ("arch", "model", "head", "optimizer", "scheduler", "step", "config", "data_fingerprint", "rng",
-                "fskd_version", "kind"):
+                "fskd_version", "kind", "embedding_size", "degradation", "variant", "preprocess"):
         assert key in ck
     assert ck["kind"] == "teacher" and ck["step"] == ck["total_steps"] == 2 * (240 // 32)
+    assert ck["degradation"] == {"interpolation": "bilinear", "antialias": False, "scales": [1]}
     assert (teacher.parent / "config.yaml").exists()
 
 
@@ -39,7 +40,7 @@ def test_resume_continues_the_same_trajectory(tmp_path, tiny_recipe, teacher):
     cfg = resolve(tiny_recipe, overrides)
     straight = train(cfg, tmp_path / "straight", kind="student")
     train(cfg, tmp_path / "resumed", kind="student", stop_after=10)
-    assert load_checkpoint(tmp_path / "resumed" / "checkpoint.pt")["step"] == 10
+    assert load_checkpoint(tmp_path / "resumed" / "checkpoint.pt").step == 10
     with pytest.raises(FskdError, match="--resume"):
         train(cfg, tmp_path / "resumed", kind="student")
     train(cfg, tmp_path / "resumed", kind="student", resume=True)
@@ -93,8 +94,8 @@ def test_nan_loss_stops_and_keeps_the_last_checkpoint(tmp_path, tiny_recipe):
         train(cfg, tmp_path / "nan", kind="student")
     assert "last good checkpoint" in str(e.value)
     ck = load_checkpoint(tmp_path / "nan" / "checkpoint.pt")
-    assert ck["step"] == 4
-    assert all(torch.isfinite(v).all() for v in ck["model"].values() if v.is_floating_point())
+    assert ck.step == 4
+    assert all(torch.isfinite(v).all() for v in ck.weights.values() if v.is_floating_point())
 
 
 def test_device_degradation_matches_the_files_on_disk(tiny_digits):
@@ -124,7 +125,7 @@ def test_resume_refuses_a_changed_recipe_and_logs_a_safe_change(tmp_path, tiny_r
     with pytest.raises(FskdError, match=r"--resume with a changed recipe: train.lr was 0.05, now 0.1") as e:
         train(resolve(tiny_recipe, {"train.lr": 0.1}), tmp_path / "t", kind="teacher", resume=True)
     assert "\n" not in str(e.value)
-    assert load_checkpoint(tmp_path / "t" / "checkpoint.pt")["step"] == 4  # untouched by the refusal
+    assert load_checkpoint(tmp_path / "t" / "checkpoint.pt").step == 4  # untouched by the refusal
     capsys.readouterr()
     train(resolve(tiny_recipe, {"train.lr": 0.05, "data.workers": 0, "train.log_every": 5}), tmp_path / "t",
           kind="teacher", resume=True, stop_after=8)
@@ -133,7 +134,7 @@ def test_resume_refuses_a_changed_recipe_and_logs_a_safe_change(tmp_path, tiny_r
     with pytest.raises(FskdError, match="exists; pass --resume"):
         train(cfg, tmp_path / "t", kind="teacher")
     train(cfg, tmp_path / "t", kind="teacher", force=True, stop_after=3)  # --force starts over
-    assert load_checkpoint(tmp_path / "t" / "checkpoint.pt")["step"] == 3
+    assert load_checkpoint(tmp_path / "t" / "checkpoint.pt").step == 3
     assert [int(r["step"]) for r in log_rows(tmp_path / "t")] == [3]
 
 
@@ -176,7 +177,7 @@ def test_init_student_hook_runs_before_the_optimizer(tmp_path, tiny_recipe, teac
             super().__init__(student_shapes, teacher_shapes, weight)
 
         def init_student(self, model, head, teacher_checkpoint):
-            model.load_state_dict(teacher_checkpoint["model"])
+            model.load_state_dict(dict(teacher_checkpoint.weights))
             next(model.parameters()).requires_grad_(False)
 
         def forward(self, student, teacher, batch):

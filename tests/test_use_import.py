@@ -28,7 +28,8 @@ import torch.nn.functional as F
 from conftest import assert_one_line_error, pattern, run_cli
 from PIL import Image
 
-from fskd_cli.core.checkpoint import build_model, load_checkpoint
+from fskd_cli.core.checkpoint import load_checkpoint
+from fskd_cli.inference.model import build_backbone
 from fskd_cli.use.embed import read_embeddings
 
 STAGES = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}
@@ -182,7 +183,7 @@ def test_insightface_backbone_embeds_as_the_original(tmp_path):
                      "--out", tmp_path / "runs" / "arcface")
     assert result.returncode == 0, result.stderr
     ck = load_checkpoint(tmp_path / "runs" / "arcface", kind="teacher")
-    assert ck["preprocess"]["color"] == "rgb" and ck["arch"]["name"] == "iresnet18"
+    assert ck.preprocess.color == "rgb" and ck.arch.name == "iresnet18"
     paths, images = crops(tmp_path / "crops")
     ours = embed_cli(tmp_path / "runs" / "arcface", paths, tmp_path / "emb.npz")
     with torch.no_grad():
@@ -203,8 +204,8 @@ def test_adaface_checkpoint_embeds_as_the_original_in_bgr(tmp_path):
                      "--out", tmp_path / "runs" / "adaface")
     assert result.returncode == 0, result.stderr
     ck = load_checkpoint(tmp_path / "runs" / "adaface", kind="teacher")
-    assert ck["preprocess"] == {"color": "bgr", "mean": 127.5, "std": 127.5}
-    model, _ = build_model(ck)
+    assert ck.preprocess.to_dict() == {"color": "bgr", "mean": 127.5, "std": 127.5}
+    model = build_backbone(ck)
     assert model.feature_layers == ("body.1", "body.3", "body.5", "body.7")
     paths, images = crops(tmp_path / "crops")
     ours = embed_cli(tmp_path / "runs" / "adaface", paths, tmp_path / "emb.csv")
@@ -237,7 +238,7 @@ def test_distill_takes_an_imported_teacher(tmp_path):
             "distill": {"method": "f-skd", "scale": "4", "teacher": str(tmp_path / "teacher")}}
     ckpt = train(resolve(None, base=base), tmp_path / "student", kind="student")
     student = load_checkpoint(ckpt, kind="student")
-    assert student["teacher"].endswith("checkpoint.pt") and student["step"] == 2
+    assert student.teacher.endswith("checkpoint.pt") and student.step == 2
 
 
 def test_wrong_arch_truncated_and_foreign_files_are_one_line_errors(tmp_path):
@@ -272,7 +273,7 @@ def test_export_matches_pytorch_and_records_the_preprocessing(tmp_path, fmt):
     sidecar = json.loads((tmp_path / f"model.{fmt}.json").read_text())
     assert sidecar["input"]["color"] == "bgr" and sidecar["parity"]["max_abs_diff"] <= 1e-4
     x = torch.randn(3, 3, 112, 112)
-    model, _ = build_model(load_checkpoint(tmp_path / "run"))
+    model = build_backbone(load_checkpoint(tmp_path / "run"))
     with torch.no_grad():
         ref = model(x).numpy()
     if fmt == "onnx":

@@ -21,13 +21,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..core.checkpoint import build_model
 from ..core.errors import FskdError
 from ..core.io import write_csv
-from ..core.preprocess import Preprocess
 from ..data.manifest import Row, read_manifest
 from ..models.tap import FeatureTap
-from .features import Study
+from .features import Member, Study
 from .figures import attention_grid
 from .paper import method_name
 
@@ -55,16 +53,17 @@ def attention_map(features: torch.Tensor, kind: str = "squared") -> tuple[torch.
 
 
 @torch.inference_mode()
-def _maps(ck: dict[str, Any], images: torch.Tensor, block: int, kind: str, device: torch.device
+def _maps(member: Member, images: torch.Tensor, block: int, kind: str, device: torch.device
           ) -> tuple[np.ndarray, np.ndarray]:
     """Attention maps ``[B, H, W]`` of ``block`` (1-based) and each map's raw range ``[B, 2]``."""
-    model = build_model(ck)[0].to(device)
+    ready = member.model(device)
+    model = ready.backbone
     layers = list(model.feature_layers)
     if not 1 <= block <= len(layers):
-        raise FskdError(f"{ck['path']}: --block must be 1..{len(layers)}, got {block}")
+        raise FskdError(f"{member.checkpoint.path}: --block must be 1..{len(layers)}, got {block}")
     tap = FeatureTap(model, [layers[block - 1]])
     try:
-        model(Preprocess.from_dict(ck.get("preprocess")).apply(images, device))
+        model(ready.inputs(images))
         maps, ranges = attention_map(tap.features[0].cpu(), kind)
     finally:
         tap.remove()
@@ -77,9 +76,10 @@ def analyze_attention(study: Study, *, n_images: int = 4, seed: int = 0, images:
     rows = _choose_rows(study, n_images, seed, images)
     hr, lrs = _inputs(study, rows)
     maps, csv_rows = {}, []
-    for ck, x in [(study.teacher, hr)] + [(ck, lrs[ck["label"]]) for ck in study.students]:
-        maps[ck["label"]], ranges = _maps(ck, x, block, kind, study.device)
-        csv_rows += [{"image": r.path, "model": ck["label"], "input": "HR" if ck is study.teacher else f"x{study.scale} LR",
+    for member, x in [(study.teacher, hr)] + [(m, lrs[m.label]) for m in study.students]:
+        maps[member.label], ranges = _maps(member, x, block, kind, study.device)
+        lr_word = "HR" if member is study.teacher else f"x{study.scale} LR"
+        csv_rows += [{"image": r.path, "model": member.label, "input": lr_word,
                       "block": f"B{block}", "attention": kind, "raw_min": f"{lo:.6g}", "raw_max": f"{hi:.6g}"}
                      for r, (lo, hi) in zip(rows, ranges, strict=True)]
     write_csv(study.out / "attention.csv", csv_rows, CSV_FIELDS)
@@ -89,15 +89,16 @@ def analyze_attention(study: Study, *, n_images: int = 4, seed: int = 0, images:
 
 def _inputs(study: Study, rows: list[Row]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The HR faces (checked against the teacher's input size) and each student's LR copies of them."""
-    def images(ck: dict[str, Any], scale: int) -> tuple[torch.Tensor, torch.Tensor]:
-        lowres = study.lowres(ck)
+    def images(member: Member, scale: int) -> tuple[torch.Tensor, torch.Tensor]:
+        lowres = study.lowres(member)
         return lowres.batch(lowres.dataset(study.data, rows, scale), range(len(rows)), scale)
 
     hr = images(study.teacher, 1)[0]
-    size = getattr(build_model(study.teacher)[0], "input_size", None)
-    if size and hr.shape[-1] != size:
-        raise FskdError(f"{study.teacher['path']}: takes {size}px inputs, but {study.data} holds {hr.shape[-1]}px images")
-    return hr, {ck["label"]: images(ck, study.scale)[1] for ck in study.students}
+    teacher = study.teacher.checkpoint
+    if hr.shape[-1] != teacher.input_size:
+        raise FskdError(f"{teacher.path}: takes {teacher.input_size}px inputs, but {study.data} holds "
+                        f"{hr.shape[-1]}px images")
+    return hr, {m.label: images(m, study.scale)[1] for m in study.students}
 
 
 def _figure(study: Study, rows: list[Row], hr: torch.Tensor, lrs: dict[str, torch.Tensor],

@@ -14,7 +14,7 @@ import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
 
-from ..evaluate.plots import save_figure
+from ..core.outputs import save_figure
 from .paper import method_name
 from .stats import stars
 

@@ -16,13 +16,13 @@ def analyze_norms(study: Study, *, n_images: int = 1000, seed: int = 0, test: st
     """Write ``norms.csv`` (per image), ``norms_summary.csv`` (per model and block) and ``norms.png``."""
     rows = study.rows(n_images, seed)
     norms: dict[str, list[np.ndarray]] = {}
-    for ck in study.students:
+    for member in study.students:
         t_parts, s_parts = [], []
-        for t_f, s_f, _ in paired_features(study, ck, rows):
+        for t_f, s_f, _ in paired_features(study, member, rows):
             t_parts.append(per_image_norms(t_f))
             s_parts.append(per_image_norms(s_f))
         norms.setdefault("teacher", [torch.cat(b).numpy() for b in zip(*t_parts, strict=True)])
-        norms[ck["label"]] = [torch.cat(b).numpy() for b in zip(*s_parts, strict=True)]
+        norms[member.label] = [torch.cat(b).numpy() for b in zip(*s_parts, strict=True)]
     per_image = [{"image": r.path, "model": model, "block": f"B{b + 1}", "norm": f"{v:.6g}"}
                  for model, blocks in norms.items() for b, values in enumerate(blocks)
                  for r, v in zip(rows, values, strict=True)]

@@ -29,9 +29,9 @@ from .. import __version__
 from ..core.checkpoint import load_checkpoint
 from ..core.errors import FskdError
 from ..core.io import write_text
+from ..core.results import read_setting
 from ..core.runs import RunSetting
 from ..core.scale import Scale
-from ..evaluate.results import read_setting
 from .paper import method_name
 from .table import results_table
 
@@ -65,6 +65,7 @@ def build_report(runs: list[Path], out: Path, *, results: Path = Path("results.c
              f"results from `{results}`.", ""]
     lines += _runs_section(folders)
     lines += _tables_section(folders, results, md_path, paper)
+    lines += _compare_section(folders, results, md_path)
     lines += _evals_section(folders, here)
     for d in figures:
         lines += _figures_section(Path(d), here)
@@ -140,6 +141,22 @@ def _tables_section(folders: list[Path], results: Path, md_path: Path, paper: bo
         return lines + [f"`{results}` has no rows for these runs.", ""]
     md = re.sub(r"(?m)^### ", "#### ", md)
     return lines + [md.strip(), "", f"(also as CSV: `{table_out.with_suffix('.csv').name}`)", ""]
+
+
+def _compare_section(folders: list[Path], results: Path, md_path: Path) -> list[str]:
+    """Each method against ``base``, paired by seed (``fskd analyze compare``; files ``NAME_compare*`` beside the
+    page), or the one line saying why not (no base run, no seed known, ...)."""
+    from .compare import compare_results
+
+    if not Path(results).exists():
+        return []
+    try:
+        done = compare_results(Path(results), md_path.with_name(md_path.stem + "_compare"),
+                               runs=[str(f.resolve()) for f in folders])
+    except FskdError as e:
+        return ["## Paired comparison with base, over seeds", "", f"Not shown: {e}.", ""]
+    body = re.sub(r"(?m)^### ", "#### ", done.body)
+    return ["## Paired comparison with base, over seeds", "", done.introduction, "", body.strip(), ""]
 
 
 def _evals_section(folders: list[Path], here: Path) -> list[str]:

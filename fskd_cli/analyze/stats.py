@@ -68,3 +68,14 @@ def _r(n, sx, sy, sxx, syy, sxy):
     cov = sxy - sx * sy / n
     vx, vy = sxx - sx * sx / n, syy - sy * sy / n
     return cov / (vx * vy).clamp_min(1e-300).sqrt()
+
+
+def format_p(p: float) -> str:
+    """A p-value as a reader cites it: ``p = 0.41``, ``p = 3.2e-05``; ``p < 1e-300`` where the test's p fell
+    below what a float holds (scipy then returns 0, which is not a probability anyone measured), and
+    ``p = n/a`` where the test is undefined (e.g. every paired difference equal: no spread to test against)."""
+    if p != p:  # NaN
+        return "p = n/a"
+    if p < 1e-300:
+        return "p < 1e-300"
+    return f"p = {p:.2g}"

@@ -10,9 +10,11 @@ sets) per scale, and the other metrics (std over folds, TAR@FAR, AUC, rank-k, mA
 under it.
 
 Several runs of one method at one scale (seeds) become ``mean ± std (n=...)``, so a table never hides
-the spread that decides whether a difference means anything. A run evaluated twice counts once, with
-its latest value. Multi-resolution tables get the paper's ``Average`` column (the mean over 1x-8x of
-each run). With ``paper=True`` each scale gets a second column with the paper's number
+the spread that decides whether a difference means anything; where the runs' seeds are known, each scale
+gets a second column, every method's difference to ``base`` paired by seed (mean, 95 % CI, paired t-test p,
+pairs; :mod:`fskd_cli.analyze.paired`), and the runs left unpaired are listed under the table. A run
+evaluated twice counts once, with its latest value. Multi-resolution tables get the paper's ``Average``
+column (the mean over 1x-8x of each run). With ``paper=True`` each scale gets a column with the paper's number
 (:mod:`fskd_cli.analyze.paper`), and the paper's rows that we have no run for are listed too. The paper's
 numbers stand only beside rows measured the paper's way (:data:`~fskd_cli.analyze.paper.PAPER_EVAL`: AgeDB
 with the authors' protocol); a table of another protocol says so instead of comparing unlike with unlike.
@@ -20,7 +22,6 @@ with the authors' protocol); a table of another protocol says so instead of comp
 
 from __future__ import annotations
 
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +29,9 @@ import pandas as pd
 
 from ..core.errors import FskdError
 from ..core.io import make_dirs, write_csv, write_text
+from ..core.results import OLD_RESULT_FIELDS, read_setting
 from ..core.scale import Scale
-from ..evaluate.results import RESULT_FIELDS, read_setting
+from .paired import MINUS, Comparison, against
 from .paper import FAMILIES, FAMILY_NAMES, PAPER_EVAL, TABLES, paper_rows, row_label
 
 # rows in the paper's order: Table 1(a) is Base, FitNet, RKD, F-SKD, then QualNet-LM and its F-SKD
@@ -39,19 +41,25 @@ SCALE_NAMES = {"avg": "Average"}
 HEADLINE_METRICS = ("accuracy", "rank1")  # the paper's tables: verification/classification accuracy, rank-1
 PERCENT_METRICS = ("accuracy", "accuracy_std", "tar@far=1e-3(pooled)", "tar@far=1e-3(folds)", "tar@far=1e-4(pooled)",
                    "tar@far=1e-4(folds)", "auc", "rank1", "rank5", "rank10", "rank20", "mAP")
-CSV_FIELDS = ["dataset", "metric", "setting", "family", "row", "scale", "mean", "std", "runs", "paper"]
+CSV_FIELDS = ["dataset", "metric", "setting", "family", "row", "scale", "mean", "std", "runs", "paper",
+              "baseline", "diff", "ci_low", "ci_high", "p", "pairs"]
+CSV_MARK = ",".join(CSV_FIELDS[:10])  # the start of the header, all an earlier fskd's table had
+SEEDS_UNKNOWN = ("the runs' seeds are unknown (results.csv records none, nor do eval JSONs beside the checkpoints); "
+                 "evaluate them again with this fskd to record them")
+# results.csv's own columns; seed and teacher are read where present (files of older fskd have neither)
+# what read_results adds from a run's eval JSONs, and its value for a run without one
+RUN_INFO = {"kind": "", "setting": "single", "variant": "plain", "seed": pd.NA, "teacher": ""}
 
 
 def results_table(results: Path, out: Path, *, metric: str | None = None, dataset: str | None = None,
-                  paper: bool = False, runs: list[str] | None = None) -> str:
+                  paper: bool = False, runs: list[str] | None = None, baseline: str = "base") -> str:
     """Write ``out``.csv and ``out``.md; return the Markdown.
 
-    ``runs`` keeps only the rows whose run name or checkpoint path (or its folder) is listed.
+    ``runs`` keeps only the rows whose run name or checkpoint path (or its folder) is listed. Each scale of a
+    table with a ``baseline`` row gets a column of every other method's paired difference to it
+    (:mod:`fskd_cli.analyze.paired`), where the runs' seeds are known.
     """
-    df = _read(results)
-    if runs is not None:
-        wanted = _wanted(runs)
-        df = df[[_run_matches(r, c, wanted, results.parent) for r, c in zip(df.run, df.ckpt, strict=True)]]
+    df = read_results(results, runs)
     if dataset:
         df = df[df.dataset == dataset]
     if metric:
@@ -59,16 +67,6 @@ def results_table(results: Path, out: Path, *, metric: str | None = None, datase
     if df.empty:
         raise FskdError(f"{results}: no rows for dataset={dataset or 'any'} metric={metric or 'any'}"
                         + (f" runs={','.join(runs)}" if runs is not None else ""))
-    # the latest value of each (checkpoint, dataset, scale, metric): re-evaluating a run does not count it twice,
-    # while two seeds of one method (runs/s0/f-skd, runs/s1/f-skd) stay two runs
-    df = df.sort_values("timestamp").groupby(["ckpt", "dataset", "scale", "metric"], as_index=False).last()
-    where = results.parent
-    info = pd.DataFrame([_run_info(c, str(where)) for c in df.ckpt], index=df.index)
-    df = pd.concat([df, info], axis=1)
-    df.loc[df.kind == "teacher", "method"] = "teacher"
-    df["family"] = df.variant.map(lambda v: FAMILIES.get(v, v))
-    df["row"] = [row_label(m, v) for m, v in zip(df.method, df.variant, strict=True)]
-
     tables, csv_rows = [], []
     for ds, part in df.groupby("dataset", sort=True):
         teachers = part[part.method == "teacher"]
@@ -80,7 +78,7 @@ def results_table(results: Path, out: Path, *, metric: str | None = None, datase
                               teachers[teachers.family == family]])
             present = list(dict.fromkeys(rows.metric))
             headline = next((m for m in HEADLINE_METRICS if m in present), sorted(present)[0])
-            md, cells = _section(ds, headline, setting, family, rows[rows.metric == headline], paper)
+            md, cells = _section(ds, headline, setting, family, rows[rows.metric == headline], paper, baseline)
             others = rows[rows.metric != headline]
             if not others.empty:
                 more, more_cells = _other_metrics(ds, setting, family, others)
@@ -96,14 +94,55 @@ def results_table(results: Path, out: Path, *, metric: str | None = None, datase
     return md
 
 
-def _read(results: Path) -> pd.DataFrame:
+def read_results(results: Path, runs: list[str] | None = None) -> pd.DataFrame:
+    """results.csv, one row per run, benchmark, scale and metric, with what tables and comparisons group by.
+
+    A run evaluated twice counts once, with its latest value. Added columns: ``kind``, ``setting``
+    (single/multi), ``variant``, ``family`` and ``row`` (the table row) from the setting the run's eval JSONs
+    record; ``seed`` (nullable integer) and ``teacher`` (checkpoint path, "" for none). A results.csv written
+    before fskd recorded ``seed`` and ``teacher`` (columns ``run,method,dataset,scale,metric,value,ckpt,timestamp``)
+    is read too: its seeds and teachers come from the same eval JSONs, and stay unknown where there are none.
+    ``runs`` keeps only the rows whose run name or checkpoint path (or its folder) is listed.
+    """
+    df = _read_csv(results)
+    if runs is not None:
+        wanted = _wanted(runs)
+        df = df[[_run_matches(r, c, wanted, results.parent) for r, c in zip(df.run, df.ckpt, strict=True)]]
+    # the latest value of each (checkpoint, dataset, scale, metric): re-evaluating a run does not count it twice,
+    # while two seeds of one method (runs/s0/f-skd, runs/s1/f-skd) stay two runs
+    df = df.sort_values("timestamp").groupby(["ckpt", "dataset", "scale", "metric"], as_index=False, dropna=False).last()
+    infos = {c: _run_info(c, str(results.parent)) for c in set(df.ckpt)}  # each run's eval JSONs read once
+    info = pd.DataFrame([infos[c] for c in df.ckpt], index=df.index, columns=list(RUN_INFO))
+    recorded = {k: df.pop(k) for k in ("seed", "teacher") if k in df.columns}
+    df = pd.concat([df, info], axis=1)
+    df["seed"] = _seeds(df.seed)
+    if "seed" in recorded:  # a recorded seed wins; an empty one falls back to the eval JSON's
+        df["seed"] = _seeds(recorded["seed"]).fillna(df.seed)
+    if "teacher" in recorded:  # a recorded empty teacher means none (a teacher run, a base student)
+        df["teacher"] = recorded["teacher"].fillna("").astype(str)
+    df.loc[df.kind == "teacher", "method"] = "teacher"
+    df["family"] = df.variant.map(lambda v: FAMILIES.get(v, v))
+    df["row"] = [row_label(m, v) for m, v in zip(df.method, df.variant, strict=True)]
+    return df
+
+
+def _seeds(values: pd.Series) -> pd.Series:
+    """Seeds as nullable integers; anything that is not a whole number is unknown."""
+    x = pd.to_numeric(values.astype(object).where(values.notna()), errors="coerce")
+    return x.where(x == x.round()).astype("Int64")
+
+
+def _read_csv(results: Path) -> pd.DataFrame:
     if not results.exists():
         raise FskdError(f"{results}: not found; run `fskd eval` first")
+    if results.is_dir():
+        raise FskdError(f"{results}: is a folder; --results names results.csv")
     try:
-        df = pd.read_csv(results, dtype={"scale": str, "run": str, "ckpt": str, "method": str})
+        df = pd.read_csv(results, dtype={"scale": str, "run": str, "ckpt": str, "method": str, "seed": str,
+                                         "teacher": str})
     except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as e:
         raise FskdError(f"{results}: not a results CSV ({str(e).splitlines()[0]})") from None
-    missing = set(RESULT_FIELDS) - set(df.columns)
+    missing = set(OLD_RESULT_FIELDS) - set(df.columns)  # seed and teacher: only in newer files
     if missing:
         raise FskdError(f"{results}: missing columns {sorted(missing)}")
     df["value"] = pd.to_numeric(df["value"], errors="coerce")
@@ -135,22 +174,19 @@ def base_dataset(dataset: str) -> str:
     return dataset.split("[", 1)[0]
 
 
-@cache
-def _eval_setting(folder: str) -> dict[str, Any] | None:
-    return read_setting(Path(folder) / "eval")
-
-
-def _run_info(ckpt: str, where: str) -> dict[str, str]:
-    """``kind``, training ``setting`` (single/multi) and network ``variant`` (plain/dec/cbam) of a run,
-    from the setting its eval JSONs record (the checkpoint path as given, or relative to results.csv)."""
+def _run_info(ckpt: str, where: str) -> dict[str, Any]:
+    """:data:`RUN_INFO` of a run, from the setting its eval JSONs record (the checkpoint path as given, or
+    relative to results.csv); a run without one counts as a plain single-resolution run of unknown seed."""
     for base in (Path(ckpt), Path(where) / ckpt):
         folder = base.parent if base.suffix == ".pt" else base
-        setting = _eval_setting(str(folder))
+        setting = read_setting(folder / "eval")
         if setting is not None:
             multi = setting.get("kind") == "student" and setting.get("scale") == Scale.multi.value
+            seed = setting.get("seed")
             return {"kind": setting.get("kind", ""), "setting": "multi" if multi else "single",
-                    "variant": setting.get("variant", "plain")}
-    return {"kind": "", "setting": "single", "variant": "plain"}
+                    "variant": setting.get("variant", "plain"), "seed": seed if isinstance(seed, int) else pd.NA,
+                    "teacher": setting.get("teacher") or ""}
+    return dict(RUN_INFO)
 
 
 def _group_order(group: tuple[str, str]) -> tuple[bool, str]:
@@ -159,31 +195,29 @@ def _group_order(group: tuple[str, str]) -> tuple[bool, str]:
     return (setting != "single", family)
 
 
-def _row_key(row: str) -> tuple[int, str]:
+def row_order(row: str) -> tuple[int, str]:
     return (ROW_ORDER.index(row) if row in ROW_ORDER else len(ROW_ORDER), row)
 
 
-def _scale_key(s: str) -> tuple[int, str]:
+def scale_order(s: str) -> tuple[int, str]:
     return (SCALE_ORDER.index(s) if s in SCALE_ORDER else len(SCALE_ORDER), s)
 
 
-def _section(ds: str, met: str, setting: str, family: str, rows: pd.DataFrame, paper: bool
+def _section(ds: str, met: str, setting: str, family: str, rows: pd.DataFrame, paper: bool, baseline: str
              ) -> tuple[str, list[dict[str, Any]]]:
-    """One paper-style table: a row per method, a column (pair, with ``paper``) per scale."""
-    runs = rows.copy()
-    if setting == "multi":  # the paper's Average column: each run's mean over the four resolutions
-        per_run = runs[runs.method != "teacher"].groupby(["ckpt", "row"])
-        avg = [{"ckpt": c, "row": m, "scale": "avg", "value": g.value.mean()}
-               for (c, m), g in per_run if set(g.scale) >= {"1", "2", "4", "8"}]
-        runs = pd.concat([runs, pd.DataFrame(avg)], ignore_index=True) if avg else runs
+    """One paper-style table: a row per method, a column (pair, with ``paper``; a third, the paired difference to
+    ``baseline``, where seeds allow) per scale."""
+    runs = with_average(rows) if setting == "multi" else rows
     stats = runs.groupby(["row", "scale"])["value"].agg(["mean", "std", "count"])
     like = PAPER_EVAL.get(base_dataset(ds))
     theirs = paper_rows(base_dataset(ds), met, setting, family) if paper and like == ds else {}
     unlike = paper and like is not None and like != ds and bool(paper_rows(base_dataset(ds), met, setting, family))
     paper = bool(theirs)  # a dataset or metric the paper does not report gets no empty columns
-    methods = sorted(set(stats.index.get_level_values(0)) | {m for m, _ in theirs}, key=_row_key)
-    scales = sorted(set(stats.index.get_level_values(1)) | {s for _, s in theirs}, key=_scale_key)
+    methods = sorted(set(stats.index.get_level_values(0)) | {m for m, _ in theirs}, key=row_order)
+    scales = sorted(set(stats.index.get_level_values(1)) | {s for _, s in theirs}, key=scale_order)
     pct = met in PERCENT_METRICS or (runs.value <= 1.0).all()
+    versus, notes = _versus(runs, baseline, pct)
+    paired = {s for _, s in versus}  # the scales that get a paired column
 
     table_ref = TABLES.get((base_dataset(ds), setting, family)) if paper else None
     title = f"### {ds}: {met}, {setting}-resolution training, {FAMILY_NAMES.get(family, family)}"
@@ -196,7 +230,7 @@ def _section(ds: str, met: str, setting: str, family: str, rows: pd.DataFrame, p
     header = ["method"]
     for s in scales:
         name = SCALE_NAMES.get(s, f"{s}x")
-        header += [name, f"{name} paper"] if paper else [name]
+        header += [name] + ([f"{name} paper"] if paper else []) + ([f"{name} {MINUS} {baseline}"] if s in paired else [])
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     cells = []
     for m in methods:
@@ -207,21 +241,59 @@ def _section(ds: str, met: str, setting: str, family: str, rows: pd.DataFrame, p
             if paper:
                 p = theirs.get((m, s))
                 line.append("-" if p is None else f"{p:.2f}")
+            if s in paired:
+                line.append(versus[m, s].describe(100.0 if pct else 1.0) if (m, s) in versus else "-")
             if ours is not None or (paper and (m, s) in theirs):
                 cells.append({"dataset": ds, "metric": met, "setting": setting, "family": family, "row": m,
                               "scale": s,
                               "mean": "" if ours is None else f"{ours['mean']:.6f}",
                               "std": "" if ours is None or pd.isna(ours["std"]) else f"{ours['std']:.6f}",
                               "runs": 0 if ours is None else int(ours["count"]),
-                              "paper": "" if (m, s) not in theirs else f"{theirs[(m, s)]:.2f}"})
+                              "paper": "" if (m, s) not in theirs else f"{theirs[(m, s)]:.2f}",
+                              **_versus_cells(versus.get((m, s)))})
         lines.append("| " + " | ".join(line) + " |")
-    return "\n".join(lines), cells
+    return "\n".join(lines + notes), cells
+
+
+def with_average(rows: pd.DataFrame) -> pd.DataFrame:
+    """``rows`` and the paper's Average column: each student run's mean over the four resolutions."""
+    per_run = rows[rows.method != "teacher"].groupby(["ckpt", "row"])
+    avg = [{**g.iloc[0].to_dict(), "scale": "avg", "value": g.value.mean()}
+           for _, g in per_run if set(g.scale) >= {"1", "2", "4", "8"}]
+    return pd.concat([rows, pd.DataFrame(avg)], ignore_index=True) if avg else rows
+
+
+def _versus(runs: pd.DataFrame, baseline: str, pct: bool) -> tuple[dict[tuple[str, str], Comparison], list[str]]:
+    """Each method's paired difference to ``baseline`` per scale, empty when nothing can pair (no baseline row,
+    or no run of a known seed), and the lines under the table: the caption, and every run left unpaired."""
+    versus = against(runs, baseline)
+    if not versus:
+        return {}, []
+    if runs[runs.method != "teacher"].seed.isna().all():
+        return {}, ["", f"Not paired with `{baseline}`: {SEEDS_UNKNOWN}."]
+    unit = "percentage points" if pct else "the metric's units"
+    notes = ["", f"`{MINUS} {baseline}`: the mean difference to `{baseline}` over runs paired by seed (and teacher), "
+                 f"in {unit}, [its 95 % confidence interval] (paired t-test p, n = pairs); `fskd analyze compare` "
+                 "draws it per seed."]
+    unpaired = [f"- {m} at {SCALE_NAMES.get(s, f'{s}x')}: " + "; ".join(c.pairing.unpaired)
+                for (m, s), c in versus.items() if c.pairing.unpaired]
+    return versus, notes + (["", "Left unpaired:", "", *unpaired] if unpaired else [])
+
+
+def _versus_cells(c: Comparison | None) -> dict[str, Any]:
+    """The table CSV's paired-difference fields (in the metric's own units, like ``mean``)."""
+    if c is None:
+        return {}
+    s = c.stats
+    return {"baseline": c.baseline, "pairs": len(c.pairing.pairs),
+            **({} if s is None else {"diff": f"{s.mean:.6f}", "ci_low": f"{s.low:.6f}", "ci_high": f"{s.high:.6f}",
+                                     "p": f"{s.p:.6g}"})}
 
 
 def _refuse_foreign(out: Path) -> None:
     """Replace only tables fskd wrote: the Markdown has its "over runs" caption, the CSV its header."""
     md, table_csv = out.with_suffix(".md"), out.with_suffix(".csv")
-    for path, mark in ((md, "over runs"), (table_csv, ",".join(CSV_FIELDS))):
+    for path, mark in ((md, "over runs"), (table_csv, CSV_MARK)):
         if path.is_dir() or (path.exists() and mark not in path.read_text(encoding="utf-8", errors="replace")[:8192]):
             raise FskdError(f"{path}: exists and is not a table `fskd analyze table` wrote; choose another --out")
 
@@ -230,7 +302,7 @@ def _other_metrics(ds: str, setting: str, family: str, rows: pd.DataFrame) -> tu
     """The metrics besides the headline one, compactly: a row per (method, scale), a column per metric."""
     stats = rows.groupby(["row", "scale", "metric"])["value"].agg(["mean", "std", "count"])
     metrics = sorted(set(rows.metric), key=lambda m: (PERCENT_METRICS.index(m) if m in PERCENT_METRICS else 99, m))
-    keys = sorted({(m, s) for m, s, _ in stats.index}, key=lambda k: (_row_key(k[0]), _scale_key(k[1])))
+    keys = sorted({(m, s) for m, s, _ in stats.index}, key=lambda k: (row_order(k[0]), scale_order(k[1])))
     lines = ["Other metrics (mean ± std over runs; rates in %):", "",
              "| method | scale | " + " | ".join(metrics) + " |", "|" + "---|" * (len(metrics) + 2)]
     cells = []

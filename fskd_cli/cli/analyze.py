@@ -1,4 +1,5 @@
-"""``fskd analyze norms|correlation|attention|table``: the paper's statistics, figures and tables.
+"""``fskd analyze norms|correlation|attention|table|compare``: the paper's statistics, figures and tables, and paired
+comparisons over seeds.
 
 norms, correlation and attention need only ``--ckpt STUDENT``: its checkpoint names its teacher, its
 data and its scale (options override), and the figures go to ``runs/NAME/analysis/`` beside it.
@@ -137,3 +138,24 @@ def table(results: Annotated[Path, typer.Option(help="results.csv written by `fs
     md = results_table(results, out, metric=metric, dataset=dataset, paper=paper)
     typer.echo(md)
     console.print(f"[green]{out.with_suffix('.md')}[/], {out.with_suffix('.csv')}")
+
+
+@analyze_app.command("compare")
+def compare(results: Annotated[Path, typer.Option(help="results.csv written by `fskd eval`.")] = Path("results.csv"),
+            baseline: Annotated[str, typer.Option(help="The method every other is compared with, as the table names it "
+                                                       "(base, fitnet, 'f-skd +Dec', ...).")] = "base",
+            out: Annotated[Path, typer.Option(help="Output path without suffix; .md, .csv, _pairs.csv and _*.png are "
+                                                   "written.")] = Path("reports/compare"),
+            metric: Annotated[str | None, typer.Option(help="Only this metric (e.g. accuracy).")] = None,
+            dataset: Annotated[str | None, typer.Option(help="Only this dataset label (e.g. 'agedb[authors]').")] = None
+            ) -> None:
+    """Each method against --baseline, paired by seed (and teacher): mean difference, 95 % CI, paired t-test p,
+    n pairs, and a figure of the per-seed differences; fewer than 3 pairs is 'not possible'.
+
+    Example: fskd analyze compare --results runs/demo/results.csv --baseline base --out runs/demo/reports/compare
+    """
+    from ..analyze.compare import compare_results
+
+    done = compare_results(results, out, baseline=baseline, metric=metric, dataset=dataset)
+    typer.echo(done.page)
+    console.print(f"[green]{done.files[0]}[/], " + ", ".join(str(f) for f in done.files[1:]))

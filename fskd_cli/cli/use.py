@@ -56,10 +56,10 @@ def embed_command(
 
     Example: fskd embed photos/ --ckpt runs/f-skd-x8 --out photos.npz
     """
+    from ..inference.model import load_model
     from ..use.embed import embed_photos, write_embeddings
-    from ..use.model import load_model
 
-    model = load_model(ckpt, device)
+    model = load_model(ckpt, device=device)
     result = embed_photos(model, sources, aligned=aligned, scale=scale.value if scale else 1, flip=flip,
                           batch_size=batch_size)
     write_embeddings(out, result)
@@ -83,10 +83,10 @@ def verify_command(
 
     Example: fskd verify a.jpg b.jpg --ckpt runs/f-skd-x8
     """
-    from ..use.model import load_model
+    from ..inference.model import load_model
     from ..use.verify import verify
 
-    verdict = verify(load_model(ckpt, device), a, b, threshold=threshold, scale=scale.value if scale else None)
+    verdict = verify(load_model(ckpt, device=device), a, b, threshold=threshold, scale=scale.value if scale else None)
     typer.echo(verdict.to_json() if json_out else verdict.line())
 
 
@@ -99,10 +99,10 @@ def export_command(
 
     Example: fskd export --ckpt runs/f-skd-x8 --format onnx --out f-skd-x8.onnx
     """
+    from ..inference.model import load_model
     from ..use.export import export_model
-    from ..use.model import load_model
 
-    done = export_model(load_model(ckpt, "cpu"), fmt.value, out)
+    done = export_model(load_model(ckpt, device="cpu"), fmt.value, out)
     console.print(f"[green]{done.path}[/] ({done.size_bytes / 2**20:.1f} MiB) and {done.sidecar}; largest difference "
                   f"from PyTorch {done.max_abs_diff:.2e}")
 

@@ -40,6 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..core.checkpoint import Checkpoint
 from ..core.errors import FskdError
 from ..models.irevnet import IRevNet
 from . import Distiller, register_distiller
@@ -141,7 +142,7 @@ class QualNetLM(Distiller):
         return _last_stage(model)
 
     def __init__(self, student_shapes: Sequence[torch.Size], teacher_shapes: Sequence[torch.Size],
-                 weight: float = 1.0, teacher_checkpoint: dict[str, Any] | None = None, init: str = "teacher",
+                 weight: float = 1.0, teacher_checkpoint: Checkpoint | None = None, init: str = "teacher",
                  freeze_bn: str | None = None, train_bridge: bool = True, clip: bool = True,
                  **decoder_options: Any) -> None:
         super().__init__(student_shapes, teacher_shapes, weight)
@@ -162,15 +163,15 @@ class QualNetLM(Distiller):
                             f"{tuple(teacher_shapes[0])}; the teacher's bridge takes only the latter")
         self.decoder = QualNetDecoder(teacher_shapes[0], arch["blocks"], arch["strides"], arch["channels"])
         try:
-            self.load_state_dict(teacher_checkpoint["distiller"])
+            self.load_state_dict(dict(teacher_checkpoint.distiller_weights))
         except RuntimeError as e:
-            raise FskdError(f"{_where(teacher_checkpoint)}: its decoder does not fit ({str(e).splitlines()[0]})") from None
+            raise FskdError(f"{teacher_checkpoint.path}: its decoder does not fit ({str(e).splitlines()[0]})") from None
         self.decoder.requires_grad_(False)
         self.decoder.bridge.requires_grad_(train_bridge)
         self.init, self.freeze_bn, self.train_bridge, self.clip = init, freeze_bn, train_bridge, clip
         self.train(self.training)
 
-    def init_student(self, model: nn.Module, head: nn.Module, teacher_checkpoint: dict[str, Any]) -> None:
+    def init_student(self, model: nn.Module, head: nn.Module, teacher_checkpoint: Checkpoint) -> None:
         """Start the student as the authors' stage 2 does: the teacher's backbone, BN affine frozen.
 
         Called by the training loop after it builds the student and this distiller, before the optimizer
@@ -178,9 +179,9 @@ class QualNetLM(Distiller):
         """
         if self.init == "teacher":
             try:
-                model.load_state_dict(teacher_checkpoint["model"])
+                model.load_state_dict(dict(teacher_checkpoint.weights))
             except RuntimeError as e:
-                raise FskdError(f"{_where(teacher_checkpoint)}: qualnet-lm (init: teacher) starts the student from "
+                raise FskdError(f"{teacher_checkpoint.path}: qualnet-lm (init: teacher) starts the student from "
                                 f"the teacher's backbone, which does not fit it ({str(e).splitlines()[0]}); "
                                 "use the teacher's model settings or init: scratch") from None
         for bn in _batchnorms(model, self.freeze_bn):
@@ -201,19 +202,15 @@ INITS = ("teacher", "scratch")
 FREEZE_BN = ("blocks", "all", "none")
 
 
-def _where(teacher_checkpoint: dict[str, Any]) -> str:
-    return str(teacher_checkpoint.get("path", "the teacher checkpoint"))
-
-
-def _teacher_decoder(teacher_checkpoint: dict[str, Any] | None, decoder_options: dict[str, Any]) -> dict[str, Any]:
+def _teacher_decoder(teacher_checkpoint: Checkpoint | None, decoder_options: dict[str, Any]) -> dict[str, Any]:
     """The decoder layout the teacher was trained with; options given in the recipe must agree with it."""
     if teacher_checkpoint is None:
         raise FskdError("qualnet-lm needs the teacher's checkpoint (its decoder); give --teacher")
-    where = _where(teacher_checkpoint)
-    if teacher_checkpoint.get("method") != "qualnet-decoder":
+    where = teacher_checkpoint.path
+    if teacher_checkpoint.method != "qualnet-decoder":
         raise FskdError(f"{where}: qualnet-lm needs a teacher trained with `fskd train-teacher --method "
-                        f"qualnet-decoder`; this one was trained with {teacher_checkpoint.get('method')!r}")
-    taught = teacher_checkpoint["config"]["distill"]["teacher_options"]
+                        f"qualnet-decoder`; this one was trained with {teacher_checkpoint.method!r}")
+    taught = (teacher_checkpoint.config.get("distill") or {}).get("teacher_options") or {}
     arch = {k: taught.get(k, default) for k, default in DEFAULT_DECODER.items()}
     for k, v in decoder_options.items():
         if _as_list(v) != _as_list(arch[k]):

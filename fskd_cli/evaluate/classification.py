@@ -8,7 +8,7 @@ import torch
 
 from ..core.errors import FskdError
 from ..data.manifest import read_manifest
-from .embed import embed
+from ..inference.lowres import embed
 from .inputs import Evaluation
 
 
@@ -18,10 +18,11 @@ def classification_accuracy(ev: Evaluation, scale: int, split: str = "test") -> 
     if not rows:
         raise FskdError(f"{ev.data / 'manifest.csv'}: no usable images in split {split!r}")
     ds = ev.images(rows, scale)
-    emb, _ = embed(ev.model, ds, ev.lowres, scale, ev.preprocess, device=ev.device, batch_size=ev.batch_size,
+    m = ev.model
+    emb, _ = embed(m.backbone, ds, ev.lowres, scale, m.preprocess, device=m.device, batch_size=ev.batch_size,
                    label="accuracy")
     with torch.inference_mode():
-        pred = ev.head.cpu()(emb).argmax(1)
+        pred = m.head(emb.to(m.device)).argmax(1).cpu()
     correct = (pred == ds.labels).float()
     per_class = {int(c): float(correct[ds.labels == c].mean()) for c in ds.labels.unique()}
     return {"accuracy": float(correct.mean())}, {"split": split, "images": len(ds), "per_class_accuracy": per_class}

@@ -1,8 +1,8 @@
 """One eval's inputs: a checkpoint and a prepared test set, checked to fit each other.
 
-:class:`Evaluation` opens both once (model, head, preprocessing, how LR images are made, the device)
-and gives each benchmark stage what it needs: embeddings of manifest rows at a scale, and the record
-of its result (eval JSON + results.csv rows) in ``runs/NAME/eval/``.
+:class:`Evaluation` opens both once (the ready model from the inference layer, how LR images are made,
+the device) and gives each benchmark stage what it needs: embeddings of manifest rows at a scale, and the
+record of its result (eval JSON + results.csv rows) in ``runs/NAME/eval/``.
 """
 
 from __future__ import annotations
@@ -13,66 +13,73 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
-from ..core.checkpoint import build_model, load_checkpoint
-from ..core.device import resolve_device
+from ..core.checkpoint import load_checkpoint
 from ..core.errors import FskdError
-from ..core.preprocess import Preprocess
+from ..core.outputs import check_output_file
+from ..core.results import record
 from ..core.runs import RunSetting
 from ..data.dataset import PairDataset
 from ..data.manifest import Row, read_meta
-from .embed import LowRes, embed
-from .results import check_output_file, record
+from ..inference.lowres import RESIZE, LowRes, embed
+from ..inference.model import ReadyModel, load_model
 
 
 @dataclass
 class Evaluation:
     """A loaded checkpoint and the dataset it is evaluated on; see the module docstring."""
 
-    ck: dict[str, Any]
-    setting: RunSetting
-    model: nn.Module
-    head: nn.Module
+    model: ReadyModel
     data: Path
     meta: dict[str, Any]
     lowres: LowRes
-    preprocess: Preprocess
-    device: torch.device
     batch_size: int
 
     @classmethod
     def open(cls, ckpt: str | Path, data: str | Path, task: str, benchmark: str, *, lr_source: str = "degrade",
-             device: str | torch.device = "auto", batch_size: int = 128) -> Evaluation:
+             device: str | torch.device = "auto", batch_size: int = 128, head: bool = False) -> Evaluation:
         """Load ``ckpt`` and ``data``; the set must be of ``task`` and of the model's input size."""
-        ck = load_checkpoint(ckpt)
+        ck = load_checkpoint(ckpt)  # the checkpoint first: its mistakes are named before the data's
         meta = _check_task(data, task, benchmark)
-        setting = RunSetting.of(ck)
-        model, head = build_model(ck)
-        _check_size(ck, model, meta, data)
-        return cls(ck, setting, model, head, Path(data), meta, LowRes.for_run(setting.degradation, lr_source),
-                   Preprocess.from_dict(ck.get("preprocess")), resolve_device(device), batch_size)
+        model = load_model(ck, device=device, head=head)
+        _check_size(model, meta, data)
+        return cls(model, Path(data), meta, LowRes.for_run(model.checkpoint.degradation, lr_source), batch_size)
+
+    @property
+    def setting(self) -> RunSetting:
+        return self.model.setting
 
     @property
     def eval_dir(self) -> Path:
-        return Path(self.ck["path"]).parent / "eval"
+        return self.model.checkpoint.run_dir / "eval"
+
+    @property
+    def resized(self) -> bool:
+        """Whether the set keeps its crops at their native sizes (no ``image_size``), each resized to the input."""
+        return not self.meta.get("image_size")
 
     def images(self, rows: list[Row], scale: int) -> PairDataset:
-        """The images of ``rows`` at ``scale``; a native-size set (no ``image_size``) is resized to the model's."""
-        size = None if self.meta.get("image_size") else getattr(self.model, "input_size", None)
-        return self.lowres.dataset(self.data, rows, scale, size)
+        """The images of ``rows`` at ``scale``; a native-size set is resized to the model's input."""
+        return self.lowres.dataset(self.data, rows, scale, self.model.input_size if self.resized else None)
 
     def embed(self, rows: list[Row], scale: int, label: str) -> tuple[np.ndarray, np.ndarray]:
         """Float64 embeddings of ``rows`` at ``scale`` and of their mirror images."""
-        emb, mirror = embed(self.model, self.images(rows, scale), self.lowres, scale, self.preprocess,
-                            device=self.device, batch_size=self.batch_size, label=label, mirror=True)
+        emb, mirror = embed(self.model.backbone, self.images(rows, scale), self.lowres, scale, self.model.preprocess,
+                            device=self.model.device, batch_size=self.batch_size, label=label, mirror=True)
         return emb.double().numpy(), mirror.double().numpy()
+
+    def input_record(self) -> dict[str, Any]:
+        """The eval JSON's record of how crops became model input: the set's layout and any resizing."""
+        size = self.model.input_size
+        layout = self.meta.get("layout")
+        return {"layout": layout, "resized": f"{RESIZE} from native size to {size}px" if self.resized else None}
 
     def record(self, results: str | Path, json_path: str | Path, dataset: str, scale: int,
                metrics: dict[str, float], details: dict[str, Any]) -> dict[str, Any]:
         """Write the eval JSON and the results.csv rows; return the JSON's payload and its path."""
-        details = {"data": str(self.data), **details, "lr_images": self.lowres.describe(scale)}
-        payload = record(results, json_path, self.setting, self.ck["path"], dataset, str(scale), metrics, details)
+        details = {"data": str(self.data), **details, **self.input_record(), "lr_images": self.lowres.describe(scale)}
+        ck = self.model.checkpoint
+        payload = record(results, json_path, self.setting, str(ck.path), dataset, str(scale), metrics, details)
         return {**payload, "json": str(json_path)}
 
     def json_path(self, stem: str, given: str | Path | None = None) -> Path:
@@ -90,15 +97,21 @@ def _check_task(data: str | Path, task: str, benchmark: str) -> dict[str, Any]:
     return meta
 
 
-def _check_size(ck: dict[str, Any], model: nn.Module, meta: dict[str, Any], data: str | Path) -> None:
+def _check_size(model: ReadyModel, meta: dict[str, Any], data: str | Path) -> None:
     """A model takes one input size; a set of another size is a user's mistake (native-size sets are resized)."""
-    size, image_size = getattr(model, "input_size", None), meta.get("image_size")
-    if image_size and size and image_size != size:
-        raise FskdError(f"{ck['path']}: {ck['arch']['name']} takes {size}px inputs, but {data} holds "
-                        f"{image_size}px images; evaluate it on a set prepared at {size}px")
+    ck, image_size = model.checkpoint, meta.get("image_size")
+    if image_size and image_size != ck.input_size:
+        raise FskdError(f"{ck.path}: {ck.arch.name} takes {ck.input_size}px inputs, but {data} holds "
+                        f"{image_size}px images; evaluate it on a set prepared at {ck.input_size}px")
 
 
-def dataset_label(dataset: str, protocol: str | None = None, cross_resolution: bool = False) -> str:
-    """The ``dataset`` column of results.csv: the name, plus any non-default protocol variant in brackets."""
-    variants = (["cross-res"] if cross_resolution else []) + ([protocol] if protocol not in (None, "insightface") else [])
+def dataset_label(dataset: str, protocol: str | None = None, cross_resolution: bool = False,
+                  layout: str | None = None) -> str:
+    """The ``dataset`` column of results.csv: the name, plus any non-default protocol variant in brackets.
+
+    TinyFace's native layout (crops at their own sizes) is a variant too: its numbers are not the paper's,
+    which were measured on AdaFace's aligned 112 x 112 release.
+    """
+    variants = ((["cross-res"] if cross_resolution else []) + ([protocol] if protocol not in (None, "insightface") else [])
+                + (["native"] if layout == "native" else []))
     return f"{dataset}[{','.join(variants)}]" if variants else dataset

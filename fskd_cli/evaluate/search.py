@@ -12,11 +12,11 @@ from typing import Any
 import numpy as np
 
 from ..core.errors import FskdError
+from ..core.outputs import check_output_file
 from ..data.manifest import Row, read_manifest
 from .identification import DISTRACTOR, REPORTED_RANKS, identification_accuracy
 from .inputs import Evaluation, dataset_label
 from .plots import plot_cmc
-from .results import check_output_file
 
 MAX_RANK = max(REPORTED_RANKS)
 
@@ -29,6 +29,9 @@ def _roles(data: str | Path, rows: list[Row]) -> tuple[list[Row], list[Row], int
         missing = "probe" if not probes else "gallery"
         raise FskdError(f"{Path(data) / 'manifest.csv'}: no usable rows with role '{missing}'; an identification set "
                         "needs probe and gallery (and optionally distractor) roles")
+    if not {r.label for r in probes} & {r.label for r in gallery if r.role == "gallery"}:
+        raise FskdError(f"{Path(data) / 'manifest.csv'}: no probe has a gallery image of its identity (labels of "
+                        "role 'probe' and 'gallery' never meet)")
     return probes, gallery, len(rows) - len(probes) - len(gallery)
 
 
@@ -51,12 +54,9 @@ def identification_stage(ckpt: str | Path, data: str | Path, *, dataset: str, sc
         return emb + mirror if flip else emb
 
     gallery_labels = np.array([DISTRACTOR if r.role == "distractor" else r.label for r in gallery])
-    try:
-        result = identification_accuracy(features(probes, scale, "probes"), np.array([r.label for r in probes]),
-                                         features(gallery, gallery_scale, "gallery"), gallery_labels,
-                                         max_rank=min(MAX_RANK, len(gallery)))
-    except ValueError as e:
-        raise FskdError(f"{Path(data) / 'manifest.csv'}: {e}") from None
+    result = identification_accuracy(features(probes, scale, "probes"), np.array([r.label for r in probes]),
+                                     features(gallery, gallery_scale, "gallery"), gallery_labels,
+                                     max_rank=min(MAX_RANK, len(gallery)))
 
     json_path = ev.json_path(f"{dataset}_x{scale}{'_cross' if cross_resolution else ''}", json_path)
     cmc_png = check_output_file(cmc_png or json_path.with_name(f"{json_path.stem}_cmc.png"), "--cmc")
@@ -65,11 +65,11 @@ def identification_stage(ckpt: str | Path, data: str | Path, *, dataset: str, sc
     details = {
         "cross_resolution": cross_resolution, "probe_scale": scale, "gallery_scale": gallery_scale,
         "flip": "embedding + mirror embedding" if flip else "no mirror",
-        "resized": None if ev.meta.get("image_size") else f"bilinear to {getattr(ev.model, 'input_size', '?')}px",
         "probes": len(probes), "probes_scored": result.n_probes, "probes_without_match": result.probes_without_match,
         "gallery": int((gallery_labels != DISTRACTOR).sum()), "distractors": int((gallery_labels == DISTRACTOR).sum()),
         "rows_without_role": unused, "similarity": "cosine", "ties": "counted against the probe",
         "cmc": [float(c) for c in result.cmc], "cmc_png": str(cmc_png),
     }
     metrics = {**{f"rank{k}": v for k, v in result.ranks.items()}, "mAP": result.mean_ap}
-    return ev.record(results, json_path, dataset_label(dataset, None, cross_resolution), scale, metrics, details)
+    label = dataset_label(dataset, None, cross_resolution, ev.meta.get("layout"))
+    return ev.record(results, json_path, label, scale, metrics, details)

@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import FskdError
+from ..core.results import check_results_csv
 from ..core.scale import Scale, one_factor
 from .classification import classification_accuracy
 from .inputs import Evaluation
 from .pairs import verification_stage
-from .results import check_results_csv
 from .search import identification_stage
 
 # benchmark name -> (task, default data folder); `verification`/`identification` take any prepared set
@@ -90,9 +90,10 @@ def classification_stage(ckpt: str | Path, data: str | Path, *, dataset: str, sc
                          benchmark: str | None = None, lr_source: str = "degrade") -> dict[str, Any]:
     """Accuracy of the checkpoint's head on the ``split`` images of ``data`` at ``scale``."""
     ev = Evaluation.open(ckpt, data, "classification", benchmark or dataset, lr_source=lr_source, device=device,
-                         batch_size=batch_size)
-    if ev.meta.get("num_classes") and ev.meta["num_classes"] > ev.ck["num_classes"]:
-        raise FskdError(f"{ev.ck['path']}: a {ev.ck['num_classes']}-class model cannot classify {data} "
+                         batch_size=batch_size, head=True)
+    ck = ev.model.checkpoint
+    if ev.meta.get("num_classes") and ev.meta["num_classes"] > ck.num_classes:
+        raise FskdError(f"{ck.path}: a {ck.num_classes}-class model cannot classify {data} "
                         f"({ev.meta['num_classes']} classes)")
     metrics, details = classification_accuracy(ev, scale, split)
     return ev.record(results, ev.json_path(f"{dataset}_x{scale}"), dataset, scale, metrics, details)

@@ -19,13 +19,14 @@ import torch
 from rich.console import Console
 from torch import nn
 
-from ..core.checkpoint import load_checkpoint, rng_state, set_rng_state
+from ..core.checkpoint import Checkpoint, load_checkpoint, rng_state, set_rng_state
 from ..core.config import RESUME_SAFE_KEYS, RunConfig, resume_changes
 from ..core.errors import FskdError
 from ..core.preprocess import Preprocess
 from ..core.scale import Scale
 from ..data.manifest import Row, fingerprint, read_manifest, read_meta
 from ..distill import Distiller, create_distiller, get_distiller_class
+from ..inference.model import load_weights
 from ..models import create_model
 from ..models.heads import create_head
 from ..models.tap import FeatureTap
@@ -64,7 +65,7 @@ class Distillation:
     method: str | None = None
     distiller: Distiller | None = None
     teacher: nn.Module | None = None  # None when the method needs no teacher forward
-    teacher_ck: dict[str, Any] | None = None
+    teacher_ck: Checkpoint | None = None
     teacher_tap: FeatureTap | None = None
 
 
@@ -110,15 +111,32 @@ class Run:
         return {
             "kind": self.kind, "arch": self.model.arch, "num_classes": self.num_classes,
             "head_arch": {"name": cfg.model.head, "kwargs": dict(cfg.model.head_kwargs)},
-            "input_size": self.model.input_size, "config": cfg.to_dict(), "preprocess": self.preprocess.to_dict(),
+            "input_size": self.model.input_size, "embedding_size": self.model.embedding_size, "config": cfg.to_dict(),
+            "preprocess": self.preprocess.to_dict(), "degradation": self.degradation(), "variant": self.variant(),
             "method": d.method, "scale": cfg.distill.scale if self.kind == "student" else "1",
-            "teacher": d.teacher_ck["path"] if d.teacher_ck else None, "data_fingerprint": self.data_fingerprint,
+            "teacher": str(d.teacher_ck.path) if d.teacher_ck else None, "data_fingerprint": self.data_fingerprint,
             "total_steps": self.schedule.total_steps, "step": self.step, "epoch": self.step / self.schedule.steps_per_epoch,
             "model": self.model.state_dict(), "head": self.head.state_dict(),
             "distiller": d.distiller.state_dict() if d.distiller is not None else {},
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(), "rng": rng_state(), "meters": self.meters.state_dict(),
         }
+
+
+    def degradation(self) -> dict[str, Any]:
+        """How this run's LR images are made (the training set's degradation) and the factors it trains on."""
+        made = self.meta.get("degradation") or {}
+        return {"interpolation": made.get("interpolation", "bilinear"), "antialias": bool(made.get("antialias", False)),
+                "scales": list(self.scales)}
+
+    def variant(self) -> str:
+        """The network family the paper's tables group by: cbam, dec (a QualNet-decoder teacher or its student), plain."""
+        if self.cfg.model.kwargs.get("cbam"):
+            return "cbam"
+        if self.kind == "teacher":
+            return "dec" if self.cfg.distill.teacher_method else "plain"
+        teacher = self.distill.teacher_ck
+        return teacher.variant if teacher is not None and teacher.variant == "dec" else "plain"
 
 
 def default_out(cfg: RunConfig, kind: str) -> Path:
@@ -178,10 +196,10 @@ def build_run(cfg: RunConfig, out: str | Path, kind: str, *, resume: bool = Fals
     # a student works in its teacher's input convention (an imported BGR teacher makes a BGR student);
     # a teacher, or a student without one, in the recipe's model.preprocess
     teacher_ck = distill.teacher_ck
-    preprocess = Preprocess.from_dict(teacher_ck.get("preprocess") if teacher_ck else cfg.model.preprocess)
+    preprocess = teacher_ck.preprocess if teacher_ck else Preprocess.from_dict(cfg.model.preprocess)
     if teacher_ck and cfg.model.preprocess and Preprocess.from_dict(cfg.model.preprocess) != preprocess:
         raise FskdError(f"model.preprocess {cfg.model.preprocess} differs from the teacher's input convention "
-                        f"{preprocess.to_dict()} ({teacher_ck.get('path')}); a student takes its teacher's")
+                        f"{preprocess.to_dict()} ({teacher_ck.path}); a student takes its teacher's")
     return Run(cfg, out, kind, dist, device, meta, rows, num_classes, scales, schedule, model, head, distill, preprocess,
                module, optimizer, scheduler, scaler, amp_dtype, channels_last)
 
@@ -252,7 +270,7 @@ def restore(run: Run) -> None:
     ``RESUME_SAFE_KEYS``, whose changes are logged.
     """
     ck = load_checkpoint(run.ckpt_path, kind=run.kind)
-    refused, safe = resume_changes(ck.get("config", {}), run.cfg)
+    refused, safe = resume_changes(ck.config, run.cfg)
     if refused:
         key, old, new = refused[0]
         raise FskdError(f"{run.ckpt_path}: --resume with a changed recipe: {key} was {old!r}, now {new!r}; only "
@@ -260,17 +278,19 @@ def restore(run: Run) -> None:
     for key, old, new in safe:
         if run.dist.main:
             console.print(f"resume: {key} changed from {old!r} to {new!r}")
-    run.model.load_state_dict(ck["model"])
-    run.head.load_state_dict(ck["head"])
+    load_weights(run.model, ck.weights, ck.path, "model")
+    load_weights(run.head, ck.head_weights, ck.path, "head")
     if run.distill.distiller is not None:
-        run.distill.distiller.load_state_dict(ck["distiller"])
-    run.optimizer.load_state_dict(ck["optimizer"])
-    run.scheduler.load_state_dict(ck["scheduler"])
-    run.scaler.load_state_dict(ck["scaler"])
-    set_rng_state(ck["rng"])
-    # checkpoints written before the meters had names hold the same sums, in this order, as "log_sums"
-    run.meters.load_state_dict(ck["meters"] if "meters" in ck else {"names": METERS, "sums": ck["log_sums"]})
-    run.step = ck["step"]
+        load_weights(run.distill.distiller, ck.distiller_weights, ck.path, "distiller")
+    for part, state in (("optimizer", run.optimizer), ("scheduler", run.scheduler), ("scaler", run.scaler)):
+        state.load_state_dict(ck.training_state(part))
+    set_rng_state(ck.training_state("rng"))
+    try:
+        meters = ck.training_state("meters")
+    except FskdError:  # checkpoints written before the meters had names hold the same sums, in order, as "log_sums"
+        meters = {"names": METERS, "sums": ck.training_state("log_sums")}
+    run.meters.load_state_dict(meters)
+    run.step = ck.step
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:

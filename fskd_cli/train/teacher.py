@@ -3,26 +3,24 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import torch
 import yaml
 from torch import nn
 
-from ..core.checkpoint import build_model, load_checkpoint
+from ..core.checkpoint import Checkpoint
 from ..core.errors import FskdError
 from ..distill import Distiller
+from ..inference.model import load_model
 from ..models.tap import FeatureTap
 
 
-def load_teacher(path: str | Path, student: nn.Module, device: torch.device) -> tuple[nn.Module, dict[str, Any]]:
+def load_teacher(path: str | Path, student: nn.Module, device: torch.device) -> tuple[nn.Module, Checkpoint]:
     """A frozen teacher in eval mode and its checkpoint, checked against the student it will guide."""
-    ck = load_checkpoint(path, kind="teacher")
-    teacher, _ = build_model(ck)
-    if getattr(teacher, "input_size", None) != getattr(student, "input_size", None):
+    teacher = load_model(path, kind="teacher", device=device)
+    if teacher.input_size != getattr(student, "input_size", None):
         raise FskdError(f"{path}: teacher takes {teacher.input_size}px inputs, the student {student.input_size}px")
-    teacher.requires_grad_(False)
-    return teacher.to(device).eval(), ck
+    return teacher.backbone, teacher.checkpoint
 
 
 def feature_shapes(model: nn.Module, layers: list[str]) -> list[torch.Size]:
@@ -40,7 +38,7 @@ def feature_shapes(model: nn.Module, layers: list[str]) -> list[torch.Size]:
 
 
 def check_fit(distiller: Distiller, student: nn.Module, teacher: nn.Module, shapes: tuple[list, list],
-              teacher_ck: dict[str, Any]) -> None:
+              teacher_ck: Checkpoint) -> None:
     """Run the method once on random features of the tapped shapes, so that a teacher whose features do
     not fit the student's fails now, in one line, and not as a shape error deep in the first step."""
     s_shapes, t_shapes = shapes
@@ -59,11 +57,11 @@ def check_fit(distiller: Distiller, student: nn.Module, teacher: nn.Module, shap
         with torch.no_grad():
             distiller.eval()([rand(*s) for s in s_shapes], [rand(*t) for t in t_shapes], batch)
     except RuntimeError as e:  # a shape mismatch inside the method's loss
-        arch = teacher_ck["arch"]
-        kwargs = yaml.safe_dump(arch["kwargs"], default_flow_style=True, width=10**6).strip()
-        raise FskdError(f"{teacher_ck['path']}: the teacher's tapped features {_fmt(t_shapes)} do not fit the student's "
+        arch = teacher_ck.arch
+        kwargs = yaml.safe_dump(dict(arch.kwargs), default_flow_style=True, width=10**6).strip()
+        raise FskdError(f"{teacher_ck.path}: the teacher's tapped features {_fmt(t_shapes)} do not fit the student's "
                         f"{_fmt(s_shapes)} for method {distiller.method_name!r} ({str(e).splitlines()[0]}); give the "
-                        f"student the teacher's model (--set model.name={arch['name']} --set \"model.kwargs={kwargs}\") "
+                        f"student the teacher's model (--set model.name={arch.name} --set \"model.kwargs={kwargs}\") "
                         "or use a method that maps features (fitnet)") from None
     finally:
         distiller.train(was_training)

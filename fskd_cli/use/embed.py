@@ -1,7 +1,7 @@
 """``fskd embed``: photos -> unit embeddings, written as ``.npz`` or ``.csv``.
 
 An embedding is what eval scores: the model's embedding of the crop plus that of its mirror image
-(:func:`~fskd_cli.evaluate.embed.forward_with_mirror`), L2-normalised, so the cosine of two embeddings
+(:func:`~fskd_cli.inference.lowres.forward_with_mirror`), L2-normalised, so the cosine of two embeddings
 is exactly the score the insightface protocol thresholds (``distance = 2 - 2 cos``). ``flip=False`` takes
 the crop alone. With ``scale`` the crop is first degraded as the run's LR images were, which is what a
 camera that many times farther away would give.
@@ -24,8 +24,10 @@ from rich.progress import Progress
 
 from ..core.errors import FskdError
 from ..core.io import write_atomic
-from ..evaluate.embed import forward_with_mirror
-from .model import LoadedModel
+from ..core.outputs import check_replaceable
+from ..core.scale import Scale, one_factor
+from ..inference.lowres import forward_with_mirror
+from ..inference.model import ReadyModel
 from .photos import Cropper, Photo, list_photos
 
 NPZ_KEYS = ("embeddings", "paths", "status", "reason")
@@ -47,13 +49,14 @@ class Embeddings:
 
 
 @torch.inference_mode()
-def embed_crops(model: LoadedModel, crops: np.ndarray | torch.Tensor, *, scale: str | int = 1,
+def embed_crops(model: ReadyModel, crops: np.ndarray | torch.Tensor, *, scale: Scale | str | int = 1,
                 flip: bool = True) -> np.ndarray:
     """Unit embeddings ``[N, D]`` (float32) of uint8 RGB crops ``[N, S, S, 3]`` (one forward pass)."""
     crops = np.asarray(crops)
     if crops.ndim != 4 or crops.shape[1:] != (model.input_size, model.input_size, 3) or crops.dtype != np.uint8:
         raise ValueError(f"crops must be uint8 [N, {model.input_size}, {model.input_size}, 3], got {crops.dtype} {crops.shape}")
-    lr = np.stack([model.degrade(c, scale) for c in crops])
+    factor = one_factor(scale)
+    lr = np.stack([model.degrade(c, factor) for c in crops])
     x = model.inputs(torch.from_numpy(lr).permute(0, 3, 1, 2))
     if flip:
         emb, mirror = forward_with_mirror(model.backbone, x)
@@ -63,18 +66,18 @@ def embed_crops(model: LoadedModel, crops: np.ndarray | torch.Tensor, *, scale: 
     return F.normalize(emb, dim=1).cpu().numpy().astype(np.float32)
 
 
-def embed_photos(model: LoadedModel, sources: Sequence[str | Path], **options: Any) -> Embeddings:
+def embed_photos(model: ReadyModel, sources: Sequence[str | Path], **options: Any) -> Embeddings:
     """Embed every photo of ``sources`` (files, or folders of them); options as :func:`embed_images`."""
     return embed_images(model, list_photos(sources), **options)
 
 
-def embed_images(model: LoadedModel, items: Sequence[str | Path | np.ndarray], *, aligned: bool = False,
+def embed_images(model: ReadyModel, items: Sequence[str | Path | np.ndarray], *, aligned: bool = False,
                  scale: str | int = 1, flip: bool = True, batch_size: int = 32, progress: bool = True) -> Embeddings:
     """Embed photo files or uint8 RGB arrays, ``batch_size`` at a time; one without a usable face keeps a NaN row."""
     cropper = Cropper(model.input_size, aligned, str(model.device))
     rows: list[Photo] = []
     chunks: list[np.ndarray] = []
-    dim = model.backbone.embedding_size
+    dim = model.embedding_size
     with Progress(transient=True, disable=not progress) as bar:
         task = bar.add_task(f"embedding {len(items)} photos", total=len(items))
         for start in range(0, len(items), batch_size):
@@ -96,8 +99,7 @@ def write_embeddings(path: str | Path, result: Embeddings) -> None:
     suffix = path.suffix.lower()
     if suffix not in (".npz", ".csv"):
         raise FskdError(f"{path}: --out must end in .npz or .csv")
-    if path.exists() and not _written_by_embed(path):
-        raise FskdError(f"{path}: exists and is not an `fskd embed` output; choose another --out")
+    check_replaceable(path, _written_by_embed, "embed")
     if suffix == ".npz":
         arrays = {"embeddings": result.embeddings, "paths": np.array(result.paths), "status": np.array(result.status),
                   "reason": np.array(result.reason)}

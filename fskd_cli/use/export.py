@@ -29,7 +29,8 @@ import torch.nn.functional as F
 from .. import __version__
 from ..core.errors import FskdError
 from ..core.io import atomic_path, write_text
-from .model import LoadedModel
+from ..core.outputs import check_replaceable
+from ..inference.model import ReadyModel
 
 FORMATS = ("onnx", "torchscript")
 OPSET = 17
@@ -47,15 +48,15 @@ class Exported:
     max_abs_diff: float
 
 
-def export_model(model: LoadedModel, fmt: str, out: str | Path) -> Exported:
+def export_model(model: ReadyModel, fmt: str, out: str | Path) -> Exported:
     """Write ``model``'s backbone to ``out`` as ``fmt``, check it, and write the sidecar JSON."""
     if fmt not in FORMATS:
         raise FskdError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     out = Path(out)
-    if out.is_dir():
-        raise FskdError(f"{out}: is a folder; --out takes a file name")
     sidecar = out.with_name(out.name + ".json")
-    _refuse_foreign(out, sidecar)
+    # an earlier export is replaced only whole: the file and its sidecar, which says fskd wrote them
+    check_replaceable(out, lambda _: _is_export_sidecar(sidecar), "export")
+    check_replaceable(sidecar, _is_export_sidecar, "export")
     if fmt == "onnx":
         _require_onnx()
     if model.device.type != "cpu":
@@ -75,7 +76,7 @@ def export_model(model: LoadedModel, fmt: str, out: str | Path) -> Exported:
     return Exported(out, sidecar, size_bytes, diff)
 
 
-def describe(model: LoadedModel, fmt: str, out: Path) -> dict[str, Any]:
+def describe(model: ReadyModel, fmt: str, out: Path) -> dict[str, Any]:
     """What a user of the file needs: input layout and preprocessing, output, and where the model came from."""
     p, s, setting = model.preprocess, model.input_size, model.setting
     return {
@@ -83,20 +84,11 @@ def describe(model: LoadedModel, fmt: str, out: Path) -> dict[str, Any]:
         "input": {"name": "input", "shape": ["N", 3, s, s], "dtype": "float32", "color": p.color, "mean": p.mean,
                   "std": p.std, "preprocess": f"aligned {s}x{s} face crop (insightface 5-point template), channels in "
                                               f"{p.color.upper()} order, x = (uint8 - {p.mean:g}) / {p.std:g}"},
-        "output": {"name": "embedding", "shape": ["N", model.backbone.embedding_size], "normalised": False,
+        "output": {"name": "embedding", "shape": ["N", model.embedding_size], "normalised": False,
                    "compare": "L2-normalise; fskd adds the mirror image's embedding first, then takes the cosine"},
-        "model": {"arch": model.ck["arch"], "kind": model.ck["kind"], "run": setting.run, "method": setting.method,
-                  "scale": setting.scale, "checkpoint": model.ck["path"]},
+        "model": {"arch": model.checkpoint.arch.to_dict(), "kind": model.checkpoint.kind, "run": setting.run,
+                  "method": setting.method, "scale": setting.scale, "checkpoint": str(model.checkpoint.path)},
     }
-
-
-def _refuse_foreign(out: Path, sidecar: Path) -> None:
-    """Replace an earlier export only: ``out`` and its sidecar may exist only as a pair that fskd wrote."""
-    if not out.exists() and not sidecar.exists():
-        return
-    if not _is_export_sidecar(sidecar):
-        what = out if out.exists() else sidecar
-        raise FskdError(f"{what}: exists and is not an `fskd export` output; choose another --out")
 
 
 def _is_export_sidecar(sidecar: Path) -> bool:
@@ -144,7 +136,7 @@ def _quiet_jit() -> Iterator[None]:
         yield
 
 
-def _check_batch(model: LoadedModel) -> torch.Tensor:
+def _check_batch(model: ReadyModel) -> torch.Tensor:
     """Seeded uint8 images, preprocessed as the model expects: the parity check's input."""
     g = torch.Generator().manual_seed(0)
     s = model.input_size

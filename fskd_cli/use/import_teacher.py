@@ -22,7 +22,6 @@ import hashlib
 import math
 import pickle
 import warnings
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -131,9 +130,9 @@ def _load(weights: Path) -> Any:
                             "re-save its state dict with torch.save(torch.load(f, weights_only=False)['state_dict'], "
                             "'weights.pt') if you trust the file") from None
         raise FskdError(f"{weights}: not a readable PyTorch file ({str(e).splitlines()[0][:100]})") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as e:
+    except Exception as e:  # noqa: BLE001  (a user's file: any failure of this one call to deserialise it)
         raise FskdError(f"{weights}: not a readable PyTorch file, truncated or damaged? "
-                        f"({str(e).splitlines()[0][:100]})") from None
+                        f"({type(e).__name__}: {(str(e) or '-').splitlines()[0][:100]})") from None
 
 
 def _sha256(path: Path) -> str:

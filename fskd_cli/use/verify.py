@@ -24,8 +24,8 @@ import numpy as np
 
 from ..core.errors import FskdError
 from ..core.scale import Scale
+from ..inference.model import ReadyModel
 from .embed import embed_crops
-from .model import LoadedModel
 from .photos import Cropper
 
 
@@ -60,7 +60,7 @@ class Verdict:
                            **{f"threshold_{k}": v for k, v in asdict(self.threshold).items() if k != "cosine"}})
 
 
-def verify(model: LoadedModel, a: str | Path | np.ndarray, b: str | Path | np.ndarray, *, threshold: float | None = None,
+def verify(model: ReadyModel, a: str | Path | np.ndarray, b: str | Path | np.ndarray, *, threshold: float | None = None,
            scale: str | int | None = None) -> Verdict:
     """Embed photos ``a`` and ``b`` (files or uint8 RGB arrays, aligned as ``prepare`` does) and decide at
     ``threshold`` (a cosine; default: :func:`eval_threshold`)."""
@@ -76,10 +76,10 @@ def verify(model: LoadedModel, a: str | Path | np.ndarray, b: str | Path | np.nd
     return Verdict(cosine > chosen.cosine, cosine, chosen, photos[0].path, photos[1].path)
 
 
-def eval_threshold(model: LoadedModel, scale: str | int | None = None) -> Threshold:
+def eval_threshold(model: ReadyModel, scale: str | int | None = None) -> Threshold:
     """The cosine threshold of the run's newest usable verification eval (module docstring), or an error."""
     wanted = Scale.parse(scale).value if scale is not None else model.setting.scale
-    folder = model.run_dir / "eval"
+    folder = model.checkpoint.run_dir / "eval"
     evals = [e for e in map(_read_eval, sorted(folder.glob("*.json"))) if e is not None]
     usable = [e for e in evals if e["protocol"] == "insightface" and not e.get("cross_resolution")
               and (wanted == Scale.multi.value or str(e["scale"]) == wanted)]
@@ -87,7 +87,7 @@ def eval_threshold(model: LoadedModel, scale: str | int | None = None) -> Thresh
         others = sorted({f"{e['dataset']} x{e['scale']} {e['protocol']}" for e in evals})
         seen = f"; found only {', '.join(others)}" if others else ""
         raise FskdError(f"{folder}: no insightface-protocol verification eval at scale {wanted}{seen}; run "
-                        f"`fskd eval agedb --ckpt {model.run_dir} --scale {wanted}` first, or pass --threshold")
+                        f"`fskd eval agedb --ckpt {model.checkpoint.run_dir} --scale {wanted}` first, or pass --threshold")
     newest = max(usable, key=lambda e: (e.get("timestamp", ""), e["json"]))
     cosine = 1.0 - float(np.mean(newest["fold_thresholds"])) / 2.0
     where = f"{newest['dataset']} x{newest['scale']}, insightface protocol, {newest['json']}"

@@ -1,35 +1,29 @@
 """The eval JSON and ``results.csv``: one JSON per eval, one CSV row per evaluated figure.
 
 results.csv is appended by every eval and never rewritten (``core.io.append_csv`` locks it and refuses
-a CSV of other columns). The eval JSON carries the run's training setting (``core.runs.RunSetting``),
-so tables and reports read the setting from it instead of walking config files.
+a CSV of other columns). Each row names the run, its method, seed and teacher, so paired comparisons
+over seeds (``fskd analyze compare``) find their pairs without guessing from run names. The eval JSON
+carries the run's training setting (:class:`~fskd_cli.core.runs.RunSetting`), so tables and reports read
+the setting from it instead of walking config files.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import math
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ..core.errors import FskdError
-from ..core.guard import claim_output
-from ..core.io import append_csv, write_text
-from ..core.runs import RunSetting
+from .errors import FskdError
+from .io import append_csv, write_text
+from .outputs import check_output_file
+from .runs import RunSetting
 
-RESULT_FIELDS = ["run", "method", "dataset", "scale", "metric", "value", "ckpt", "timestamp"]
-
-
-def check_output_file(path: str | Path, option: str) -> Path:
-    """``path`` as a file fskd may write: not a folder, and no parent of it a file (one line otherwise)."""
-    path = Path(path)
-    if path.is_dir():
-        raise FskdError(f"{path}: is a folder; {option} names a file")
-    for parent in path.parents:
-        if parent.exists() and not parent.is_dir():
-            raise FskdError(f"{path}: {parent} is a file, not a folder ({option})")
-    return path
+RESULT_FIELDS = ["run", "method", "dataset", "scale", "seed", "teacher", "metric", "value", "ckpt", "timestamp"]
+#: the columns results.csv had before seed and teacher were recorded (still read by analyze)
+OLD_RESULT_FIELDS = ["run", "method", "dataset", "scale", "metric", "value", "ckpt", "timestamp"]
 
 
 def check_results_csv(path: str | Path) -> Path:
@@ -41,22 +35,12 @@ def check_results_csv(path: str | Path) -> Path:
     if path.is_file() and path.stat().st_size:
         with open(path, newline="", encoding="utf-8", errors="replace") as f:
             header = next(csv.reader([f.readline()]), [])
+        if header == OLD_RESULT_FIELDS:
+            raise FskdError(f"{path}: a results.csv of an earlier fskd (no seed and teacher columns); appending would "
+                            "mix two layouts: give a new --results file (analyze still reads this one)")
         if header != RESULT_FIELDS:
             raise FskdError(f"{path}: a CSV with columns {','.join(header)[:80]!r}, not fskd's results columns "
                             f"{','.join(RESULT_FIELDS)!r}; give another --results file")
-    return path
-
-
-def check_output_folder(path: str | Path, option: str = "--out", force: bool = False) -> Path:
-    """``path`` as a folder fskd may write into, created if needed (one line when it is a file); ``force`` writes
-    into a folder fskd did not make (never deleting what is there)."""
-    path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise FskdError(f"{path}: is a file; {option} names a folder")
-    for parent in path.parents:
-        if parent.exists() and not parent.is_dir():
-            raise FskdError(f"{path}: {parent} is a file, not a folder ({option})")
-    claim_output(path, "analysis", force=force)  # a user's non-empty folder is refused unless --force
     return path
 
 
@@ -66,10 +50,23 @@ def record(results: str | Path, json_path: str | Path, setting: RunSetting, ckpt
     stamp = datetime.now(UTC).isoformat(timespec="seconds")
     who = {"run": setting.run, "method": setting.method, "dataset": dataset, "scale": scale, "ckpt": ckpt}
     payload = {**who, "timestamp": stamp, "metrics": metrics, **details, "setting": setting.to_dict()}
-    write_text(json_path, json.dumps(payload, indent=2) + "\n")
+    write_text(json_path, json.dumps(standard_json(payload), indent=2, allow_nan=False) + "\n")
+    pair = {"seed": "" if setting.seed is None else setting.seed, "teacher": setting.teacher or ""}
     for metric, value in metrics.items():
-        append_csv(results, {**who, "metric": metric, "value": f"{value:.6f}", "timestamp": stamp}, RESULT_FIELDS)
+        append_csv(results, {**who, **pair, "metric": metric, "value": f"{value:.6f}", "timestamp": stamp},
+                   RESULT_FIELDS)
     return payload
+
+
+def standard_json(value: Any) -> Any:
+    """``value`` with every non-finite float as ``null``: JSON has no NaN, and other tools refuse Python's ``NaN``."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: standard_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [standard_json(v) for v in value]
+    return value
 
 
 def read_setting(eval_dir: str | Path) -> dict[str, Any] | None:

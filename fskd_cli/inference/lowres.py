@@ -1,4 +1,5 @@
-"""Test images as a model sees them, and the model run over them.
+"""Images as a model sees them (LR copies made as its run made them, native crops resized to its input),
+and the model run over them in batches, with the mirror image.
 
 LR test images are made the way the model's run made its training images (:class:`LowRes`): by default
 from the HR image with the run's own degradation (interpolation, antialias), the one degradation
@@ -21,6 +22,7 @@ from PIL import Image
 from rich.progress import Progress
 from torch import nn
 
+from ..core.checkpoint import Degradation
 from ..core.errors import FskdError
 from ..core.preprocess import Preprocess
 from ..data.dataset import PairDataset, eval_batches
@@ -30,8 +32,23 @@ from ..data.manifest import Row
 LR_SOURCES = ("degrade", "disk")
 
 
+#: how a crop of another size is brought to the model's input (eval of native-size sets, ``fskd embed --aligned``)
+RESIZE = "bilinear"
+
+
+def to_input_size(image: np.ndarray, size: int) -> np.ndarray:
+    """An ``H x W x 3`` uint8 crop of any size as ``size x size`` (PIL bilinear); a crop of that size unchanged.
+
+    The one resize for native low-resolution crops (TinyFace's faces are 8-100 px wide): eval of a native
+    set and ``fskd embed``/``verify`` of aligned crops call it, so both give the same embeddings.
+    """
+    if image.shape[:2] == (size, size):
+        return image
+    return np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR))
+
+
 class ResizedDataset(PairDataset):
-    """A :class:`PairDataset` whose images are resized (bilinear) to ``size`` x ``size`` as they are read.
+    """A :class:`PairDataset` whose images are brought to ``size`` x ``size`` (:func:`to_input_size`) as they are read.
 
     For sets kept at their native low resolution (TinyFace: faces of every size), which a model can
     only take once they share its input size; sets of the model's size never need it.
@@ -43,10 +60,7 @@ class ResizedDataset(PairDataset):
         super().__init__(root, "", scales, cache=False, rows=rows, read_lr=read_lr)
 
     def _read(self, index: int, scale: int) -> np.ndarray:
-        image = super()._read(index, scale)
-        if image.shape[:2] == (self.size, self.size):
-            return image
-        return np.asarray(Image.fromarray(image).resize((self.size, self.size), Image.BILINEAR))
+        return to_input_size(super()._read(index, scale), self.size)
 
 
 @dataclass(frozen=True)
@@ -59,11 +73,11 @@ class LowRes:
     origin: str = "default"  # where interpolation/antialias were read (checkpoint, training set's meta.yaml)
 
     @classmethod
-    def for_run(cls, degradation: dict[str, Any], source: str = "degrade") -> LowRes:
-        """From a run's training degradation (``core.runs.training_degradation``)."""
+    def for_run(cls, degradation: Degradation, source: str = "degrade") -> LowRes:
+        """From a run's training degradation (``Checkpoint.degradation``)."""
         if source not in LR_SOURCES:
             raise FskdError(f"--lr-source must be one of {', '.join(LR_SOURCES)}, got {source!r}")
-        return cls(source, degradation["interpolation"], bool(degradation["antialias"]), degradation.get("from", ""))
+        return cls(source, degradation.interpolation, degradation.antialias, degradation.source)
 
     def dataset(self, data: str | Path, rows: list[Row], scale: int, size: int | None = None) -> PairDataset:
         """The images of ``rows``; a native-size set (``size`` given) is resized to the model's input."""
