@@ -49,6 +49,13 @@ def test_a_default_run_name_too_long(tmp_path, tiny_recipe, monkeypatch):
     _refused(tmp_path, ("train-teacher", "--recipe", tiny_recipe, "--set", f"name={LONG}"), "runs", "File name too long")
 
 
+def test_eval_results_and_embed_out_with_a_name_too_long(tmp_path, tiny_teacher, tiny_digits):
+    photo = next((tiny_digits / "images" / "hr").rglob("*.png"))
+    _refused(tmp_path, ("eval", "digits", "--ckpt", tiny_teacher, "--data", tiny_digits, "--scale", "1",
+                        "--results", tmp_path / f"{LONG}.csv"), "File name too long")
+    _refused(tmp_path, ("embed", photo, "--ckpt", tiny_teacher, "--out", tmp_path / f"{LONG}.npz"), "File name too long")
+
+
 def test_out_below_a_file(tmp_path, tiny_recipe):
     (tmp_path / "file").write_text("mine")
     _refused(tmp_path, ("train-teacher", "--recipe", tiny_recipe, "--out", tmp_path / "file" / "run"),
