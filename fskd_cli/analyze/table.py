@@ -29,7 +29,7 @@ from typing import Any
 import pandas as pd
 
 from ..core.errors import FskdError
-from ..core.io import write_csv, write_text
+from ..core.io import make_dirs, write_csv, write_text
 from ..core.outputs import check_replaceable, starts_with_text
 from ..core.results import OLD_RESULT_FIELDS, read_setting
 from ..core.scale import Scale
@@ -88,7 +88,7 @@ def results_table(results: Path, out: Path, *, metric: str | None = None, datase
             csv_rows += cells
     md = "\n\n".join(tables) + "\n"
     _refuse_foreign(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    make_dirs(out.parent)
     write_text(out.with_suffix(".md"), md)
     write_csv(out.with_suffix(".csv"), csv_rows, CSV_FIELDS)
     return md

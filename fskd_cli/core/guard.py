@@ -22,7 +22,7 @@ import yaml
 
 from .. import __version__
 from .errors import FskdError
-from .io import write_yaml
+from .io import check_writable, make_dirs, write_yaml
 from .lock import LOCK, FolderLock, hold_folder
 
 MARKER = ".fskd.yaml"
@@ -43,8 +43,9 @@ def claim_output(folder: str | os.PathLike, kind: str, options: dict[str, Any] |
     ``force``, and return it; a folder in use by a live fskd process is refused naming it.
     """
     folder = Path(folder)
-    if folder.exists() and not folder.is_dir():
+    if os.path.exists(folder) and not os.path.isdir(folder):
         raise FskdError(f"{folder}: is a file, not a folder; give --out a folder")
+    check_writable(folder, folder=True)
     try:
         recorded = read_claim(folder)
     except FskdError:
@@ -59,10 +60,7 @@ def claim_output(folder: str | os.PathLike, kind: str, options: dict[str, Any] |
                             "choose an empty folder or use --force")
     if options is None:
         options = (recorded or {}).get("options") or {}
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except (FileExistsError, NotADirectoryError):
-        raise FskdError(f"{folder}: a parent of this folder is a file") from None
+    make_dirs(folder)
     lock = hold_folder(folder) if hold else None
     try:
         sweep_temp_files(folder)  # the lock file is not a temp file: it stays
@@ -77,7 +75,7 @@ def claim_output(folder: str | os.PathLike, kind: str, options: dict[str, Any] |
 def read_claim(folder: str | os.PathLike) -> dict[str, Any] | None:
     """The marker fskd left in ``folder`` (kind, fskd_version, options), or None when it has none."""
     marker = Path(folder) / MARKER
-    return _read_marker(marker) if marker.is_file() else None
+    return _read_marker(marker) if os.path.isfile(marker) else None
 
 
 def inside(root: str | os.PathLike, path: str | os.PathLike) -> Path:

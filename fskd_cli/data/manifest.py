@@ -26,7 +26,7 @@ from PIL import Image
 from .. import __version__
 from ..core.errors import FskdError
 from ..core.guard import inside
-from ..core.io import append_csv, atomic_path, write_csv, write_yaml
+from ..core.io import append_csv, atomic_path, make_dirs, write_csv, write_yaml
 from ..core.scale import LR_FACTORS
 from .degrade import degrade_uint8
 from .readers.recordio import check_parts
@@ -120,7 +120,7 @@ class DatasetWriter:
         for row in [*resume_rows, *self._journal_rows()]:
             if row.source and (row.status not in USABLE or self._files_exist(row.path)):
                 self._done[row.source] = row
-        self.out.mkdir(parents=True, exist_ok=True)
+        make_dirs(self.out)
 
     def _journal_rows(self) -> list[Row]:
         if not self.journal.exists():

@@ -27,7 +27,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ..core.errors import FskdError
 from ..core.guard import claim_output, first_difference, read_claim
-from ..core.io import write_faults
+from ..core.io import check_writable, write_faults
 from .manifest import JOURNAL, USABLE, DatasetWriter, Row, identities_without_image, read_manifest, read_meta
 from .prepare_options import COMMON_OPTIONS, DETECT_OPTIONS, parse_scales
 from .readers import READERS, Item, Reader, Source, UnreadableImage
@@ -56,6 +56,7 @@ def prepare_dataset(kind: str, src: Path | None, out: Path, *, force: bool = Fal
         raise ValueError(f"`{kind}` reads {'no SRC' if reader.src_help is None else 'a SRC'}, got src={src!r}")
     src = None if src is None else Path(src)
     out = Path(out)
+    check_writable(out, folder=True)  # a doomed --out is refused before the source is read
     record = _recorded_options(kind, src, reader, opts)
     with write_faults(out):  # a read-only folder or a full disk: one line naming the file
         source = _read(reader, src, opts)
