@@ -12,7 +12,8 @@ import torch
 from conftest import encode, pattern, with_magic_inside, write_insightface_rec
 
 from fskd_cli.core.errors import FskdError
-from fskd_cli.data.dataset import PairDataset, to_input
+from fskd_cli.core.preprocess import RGB_UNIT
+from fskd_cli.data.dataset import PairDataset
 from fskd_cli.data.degrade import DEVICE_EXACT, INTERPOLATIONS, degrade_batch
 from fskd_cli.data.manifest import DatasetWriter, Row, read_manifest, read_meta
 from fskd_cli.data.prepare import prepare_dataset
@@ -167,8 +168,8 @@ def test_on_the_fly_lr_equals_the_files(tmp_path, interpolation, antialias):
         return
     assert not on_device.read_lr
     hr, _, _, scale = on_device.__getitems__(keys)
-    device_lr = degrade_batch(to_input(hr, torch.device("cpu")), scale, interpolation, antialias)
-    grey_levels = (device_lr - to_input(on_disk[1], torch.device("cpu"))).abs().max() * 127.5
+    device_lr = degrade_batch(RGB_UNIT.apply(hr), scale, interpolation, antialias)
+    grey_levels = (device_lr - RGB_UNIT.apply(on_disk[1])).abs().max() * 127.5
     assert grey_levels <= 0.5 + 1e-3
 
 

@@ -20,7 +20,7 @@ from ..core.errors import FskdError
 from ..core.outputs import check_output_folder
 from ..core.runs import RunSetting
 from ..core.scale import Scale
-from ..data.manifest import Row, read_manifest
+from ..data.manifest import Row, check_source, read_manifest
 from ..inference.lowres import LowRes, batches
 from ..inference.model import ReadyModel, load_model
 from ..models.tap import FeatureTap
@@ -50,6 +50,7 @@ class Study:
     out: Path
     device: torch.device
     lr_source: str = "degrade"
+    notes: tuple[str, ...] = ()  # said before the analysis: an unchecked in-place set, fields an old checkpoint lacks
 
     def lowres(self, member: Member) -> LowRes:
         """How ``member``'s LR images are made: its own training degradation, or the files on disk."""
@@ -81,12 +82,13 @@ def open_study(students: list[Path], *, teacher: Path | None = None, data: str |
     data = data or s_cks[0].data
     if not data:
         raise FskdError(f"{s_cks[0].path}: records no training data; give --data")
+    notes = check_source(data) + [f"{ck.path}: {note}" for ck in s_cks for note in ck.notes]
     if split == "default":  # the student's eval split when the set has it (a face training set has none: all)
         split = (first.get("data") or {}).get("eval_split")
         split = split if split and read_manifest(data, split=split) else None
     out = check_output_folder(out or s_cks[0].run_dir / what, force=force)
     return Study(Member("teacher", _teacher(s_cks, teacher)), _label_students(s_cks), str(data), split,
-                 _scale(s_cks, scale), out, resolve_device(device), lr_source)
+                 _scale(s_cks, scale), out, resolve_device(device), lr_source, tuple(notes))
 
 
 def _teacher(s_cks: list[Checkpoint], given: Path | None) -> Checkpoint:

@@ -56,8 +56,11 @@ def _study(ckpt: list[Path], teacher: Path | None, data: str | None, scale: Scal
     from ..analyze.features import open_study
 
     chosen = "default" if split is None else None if split == "all" else split
-    return open_study(ckpt, teacher=teacher, data=data, scale=scale, out=out, split=chosen, device=device,
-                      lr_source=lr_source.value, force=force)
+    study = open_study(ckpt, teacher=teacher, data=data, scale=scale, out=out, split=chosen, device=device,
+                       lr_source=lr_source.value, force=force)
+    for note in study.notes:
+        console.print(f"[yellow]note:[/] {escape(note)}", soft_wrap=True)
+    return study
 
 
 def _done(res: dict, more: str = "") -> None:

@@ -175,8 +175,3 @@ def eval_batches(n: int, batch_size: int, scale: int, flip: bool = False) -> Ite
     for i in range(0, n, batch_size):
         yield [(j, flip, scale) for j in range(i, min(i + batch_size, n))]
 
-
-def to_input(images: torch.Tensor, device: torch.device, channels_last: bool = False) -> torch.Tensor:
-    """uint8 ``[B, C, H, W]`` -> float on ``device`` in [-1, 1], as the authors' code scales inputs."""
-    x = images.to(device, non_blocking=True).float().sub_(127.5).div_(127.5)
-    return x.contiguous(memory_format=torch.channels_last) if channels_last else x

@@ -32,7 +32,6 @@ from .degrade import degrade_uint8
 from .readers.recordio import check_parts
 
 TASKS = ("train", "verification", "identification", "classification")
-STATUSES = ("ok", "center", "no_face", "unreadable", "too_small", "wrong_size", "skipped")
 #: Rows whose image is there to use: ``center`` is a central crop kept by ``--on-no-face center`` (filter it out by status).
 USABLE = ("ok", "center")
 

@@ -22,6 +22,7 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 
+from ..core.checkpoint import load_checkpoint
 from ..core.errors import FskdError
 from ..core.guard import read_claim
 from ..core.lock import FolderLock, hold_folder
@@ -80,6 +81,8 @@ def evaluate_benchmark(benchmark: str, ckpt: str | Path, *, scale: Scale | int |
     results = check_results_csv(results)
     for note in check_source(data):  # an in-place set whose .rec was replaced is refused here
         console.print(f"[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
+    for note in load_checkpoint(ckpt).notes:  # a field an older checkpoint lacks: said, never guessed silently
+        console.print(f"[yellow]note:[/] {escape(str(ckpt))}: {escape(note)}", highlight=False, soft_wrap=True)
     common = {"dataset": benchmark if default_data else Path(data).name, "scale": factor, "results": results,
               "device": device, "batch_size": batch_size, "benchmark": benchmark, "lr_source": lr_source}
     with _hold_eval_output(ckpt, common["dataset"], factor) or nullcontext():
