@@ -46,7 +46,7 @@ from ..core.outputs import check_replaceable
 from ..core.scale import Scale, one_factor
 from ..inference.lowres import RESIZE, forward_with_mirror
 from ..inference.model import ReadyModel
-from .photos import EMBEDDED, Cropper, Photo, list_photos, scale_conflict
+from .photos import EMBEDDED, Cropper, Photo, scale_conflict
 
 NPZ_KEYS = ("embeddings", "paths", "status", "reason")  # in every embed .npz (later ones add resized_from, input)
 CSV_HEAD = ["path", "status", "reason"]  # the first columns of every embed .csv
@@ -94,11 +94,6 @@ def embed_crops(model: ReadyModel, crops: np.ndarray | torch.Tensor, *, scale: S
     else:
         emb = model.backbone(x).float()
     return F.normalize(emb, dim=1).cpu().numpy().astype(np.float32)
-
-
-def embed_photos(model: ReadyModel, sources: Sequence[str | Path], **options: Any) -> Embeddings:
-    """Embed every photo of ``sources`` (files, or folders of them); options as :func:`embed_images`."""
-    return embed_images(model, list_photos(sources), **options)
 
 
 def embed_images(model: ReadyModel, items: Sequence[str | Path | np.ndarray], *, aligned: bool = False,
