@@ -3,24 +3,39 @@
 >>> from fskd_cli import api
 >>> model = api.load("runs/f-skd-x8")                    # a run folder or its checkpoint.pt
 >>> emb = api.embed(model, ["a.jpg", "b.jpg"])           # [2, D] float32, unit rows (NaN: no face)
+>>> api.embed(model, ["lr/1.png"], aligned=True)         # aligned crops of any size, e.g. 24 x 24 native LR faces
 >>> api.verify(model, "a.jpg", "b.jpg").same             # threshold from the run's own eval
 >>> api.verify(model, "a.jpg", "b.jpg", threshold=0.3)   # or a cosine of your own
 
 Photos are aligned with the code ``fskd prepare`` uses and embedded with their mirror image, as
-``fskd embed`` and ``fskd eval`` do; numpy uint8 RGB arrays work wherever a path does. Importing this
-module loads torch but no plotting library, and prints nothing.
+``fskd embed`` and ``fskd eval`` do; numpy uint8 RGB arrays work wherever a path does. Aligned crops
+(``aligned=True``) of another size than the model's input are resized to it exactly as ``fskd eval``
+resizes native-size sets such as TinyFace (:mod:`fskd_cli.use.photos`).
+
+Mistakes in the arguments raise what Python code expects: ``FileNotFoundError`` for a photo that does not
+exist, ``TypeError`` for a value of the wrong type (``threshold=True``), ``ValueError`` for a value out of
+range. A photo that exists but cannot be decoded, or holds no face, is a row of NaN (its status in
+:func:`embed_table`); problems with a run's files (its checkpoint, its eval JSONs) raise
+:class:`~fskd_cli.core.errors.FskdError`, the one-line error of the CLI. Importing this module loads torch
+but no plotting library, and prints nothing.
 """
 
 from __future__ import annotations
 
+import errno
+import math
+import os
 from collections.abc import Sequence
+from numbers import Real
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from .core.scale import Scale
 from .inference.model import ReadyModel, load_model
 from .use.embed import Embeddings, embed_images
+from .use.photos import scale_conflict
 from .use.verify import Verdict
 from .use.verify import verify as _verify
 
@@ -35,23 +50,70 @@ def load(run: str | Path, device: str | torch.device = "auto") -> ReadyModel:
 
 
 def embed(model: ReadyModel, images: Image | Sequence[Image], *, aligned: bool = False, scale: str | int = 1,
-          flip: bool = True, batch_size: int = 32) -> np.ndarray:
+          flip: bool = True, batch_size: int = 32, on_no_face: str = "skip") -> np.ndarray:
     """Unit embeddings ``[N, D]`` (float32) of photo files or uint8 RGB arrays; a row of NaN where no face was found.
 
-    ``aligned=True`` takes images that already are the model's crops (e.g. 112 x 112) as they are;
-    ``scale`` degrades them first as the run's LR training images were made.
+    ``aligned=True`` takes images that already are aligned face crops, of any size (a crop of another size
+    than the model's input is resized to it as eval resizes native-size sets); ``scale`` degrades them first
+    as the run's LR training images were made (refused for crops smaller than the input: already LR);
+    ``on_no_face="center"`` embeds the central crop of a photo where no face is found.
     """
-    return embed_table(model, images, aligned=aligned, scale=scale, flip=flip, batch_size=batch_size).embeddings
+    return embed_table(model, images, aligned=aligned, scale=scale, flip=flip, batch_size=batch_size,
+                       on_no_face=on_no_face).embeddings
 
 
 def embed_table(model: ReadyModel, images: Image | Sequence[Image], *, aligned: bool = False, scale: str | int = 1,
-                flip: bool = True, batch_size: int = 32) -> Embeddings:
-    """:func:`embed`, with each image's name, status (ok, no_face, unreadable, ...) and reason."""
+                flip: bool = True, batch_size: int = 32, on_no_face: str = "skip") -> Embeddings:
+    """:func:`embed`, with each image's name, status (ok, center, no_face, unreadable, ...), reason and resize."""
     items = [images] if isinstance(images, str | Path | np.ndarray) and np.ndim(images) != 4 else list(images)
-    return embed_images(model, items, aligned=aligned, scale=scale, flip=flip, batch_size=batch_size, progress=False)
+    _check_images(items)
+    factor = _factor(scale)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if aligned and (problem := scale_conflict(items, model.input_size, factor)):
+        raise ValueError(problem)
+    return embed_images(model, items, aligned=aligned, scale=factor, flip=flip, batch_size=batch_size,
+                        on_no_face=on_no_face, progress=False)
 
 
-def verify(model: ReadyModel, a: Image, b: Image, *, threshold: float | None = None,
-           scale: str | int | None = None) -> Verdict:
-    """Same person or not: ``.same``, ``.cosine``, ``.threshold`` (value and source), ``.line()``."""
-    return _verify(model, a, b, threshold=threshold, scale=scale)
+def verify(model: ReadyModel, a: Image, b: Image, *, threshold: float | None = None, scale: str | int | None = None,
+           aligned: bool = False, on_no_face: str = "skip") -> Verdict:
+    """Same person or not: ``.same``, ``.cosine``, ``.threshold`` (value and source), ``.line()``, ``.to_json()``.
+
+    ``threshold`` is a cosine in [-1, 1] (default: from the run's newest verification eval at the matching scale).
+    """
+    if threshold is not None:
+        if isinstance(threshold, bool) or not isinstance(threshold, Real):
+            raise TypeError(f"threshold must be a number (a cosine in [-1, 1]) or None, got {threshold!r}")
+        if not (math.isfinite(threshold) and -1 <= threshold <= 1):
+            raise ValueError(f"threshold is a cosine and lies in [-1, 1], got {threshold!r}")
+        threshold = float(threshold)
+    _check_images([a, b])
+    factor = _factor(scale) if scale is not None else 1
+    if aligned and (problem := scale_conflict([a, b], model.input_size, factor)):
+        raise ValueError(problem)
+    return _verify(model, a, b, threshold=threshold, scale=scale if scale is None else factor, aligned=aligned,
+                   on_no_face=on_no_face)
+
+
+def _check_images(items: Sequence[object]) -> None:
+    """Paths must name existing files, arrays are checked where they are read: the error a Python user expects."""
+    for item in items:
+        if isinstance(item, np.ndarray):
+            continue
+        if not isinstance(item, str | Path):
+            raise TypeError(f"an image is a file path or a uint8 RGB array, got {type(item).__name__}")
+        if Path(item).is_dir():
+            raise IsADirectoryError(errno.EISDIR, "a folder, not an image file (list its images)", str(item))
+        if not Path(item).exists():
+            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), str(item))
+
+
+def _factor(scale: object) -> int:
+    """The one degradation factor of ``scale`` (1, 2, 4 or 8); multi is a training setting."""
+    if isinstance(scale, bool) or not isinstance(scale, str | int | Scale):
+        raise TypeError(f"scale must be 1, 2, 4 or 8, got {scale!r}")
+    parsed = Scale.parse(scale)  # ValueError naming the choices
+    if parsed is Scale.multi:
+        raise ValueError("scale: multi mixes scales in training; give one of 1, 2, 4, 8")
+    return parsed.factors[0]

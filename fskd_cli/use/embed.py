@@ -4,18 +4,36 @@ An embedding is what eval scores: the model's embedding of the crop plus that of
 (:func:`~fskd_cli.inference.lowres.forward_with_mirror`), L2-normalised, so the cosine of two embeddings
 is exactly the score the insightface protocol thresholds (``distance = 2 - 2 cos``). ``flip=False`` takes
 the crop alone. With ``scale`` the crop is first degraded as the run's LR images were, which is what a
-camera that many times farther away would give.
+camera that many times farther away would give; aligned crops smaller than the input already are that
+(:func:`~.photos.scale_conflict`), so ``scale`` is refused for them.
+
+The output has one row per photo: ``path``, ``status`` (ok, center, unreadable, no_face, too_small,
+not_finite), ``reason``, ``resized_from`` (``WxH`` of an aligned crop resized to the input, as eval resizes
+native-size sets; empty otherwise) and the embedding (NaN, or empty CSV cells, where there is none). The
+``.npz`` adds ``input``, a JSON record of how crops became model input (size, resize, scale, mirror).
+
+A Linux file name is bytes and need not be UTF-8. The ``.npz`` keeps each name as Python gives it
+(``os.fsdecode``: undecodable bytes as surrogate escapes). The ``.csv`` is UTF-8 text: a name that is not
+UTF-8 is written with its non-ASCII bytes and ``%`` percent-encoded (``%FF``), and that row's
+``path_encoding`` column says ``percent``; every other name is written as it is, ``path_encoding`` empty.
+:func:`read_embeddings` gives back the original names from either file.
 """
 
 from __future__ import annotations
 
 import csv
+import errno
 import io
+import json
+import os
+import re
+import tempfile
 import zipfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
+from urllib.parse import quote_from_bytes, unquote_to_bytes
 
 import numpy as np
 import torch
@@ -26,26 +44,38 @@ from ..core.errors import FskdError
 from ..core.io import write_atomic
 from ..core.outputs import check_replaceable
 from ..core.scale import Scale, one_factor
-from ..inference.lowres import forward_with_mirror
+from ..inference.lowres import RESIZE, forward_with_mirror
 from ..inference.model import ReadyModel
-from .photos import Cropper, Photo, list_photos
+from .photos import EMBEDDED, Cropper, Photo, scale_conflict
 
-NPZ_KEYS = ("embeddings", "paths", "status", "reason")
-CSV_HEAD = ["path", "status", "reason"]
+NPZ_KEYS = ("embeddings", "paths", "status", "reason")  # in every embed .npz (later ones add resized_from, input)
+CSV_HEAD = ["path", "status", "reason"]  # the first columns of every embed .csv
+CSV_EXTRA = ["resized_from", "path_encoding"]
+OUT_SUFFIXES = (".npz", ".csv")
+PERCENT = "percent"
+_CSV_SAFE = "".join(chr(c) for c in range(32, 127) if chr(c) != "%")  # printable ASCII stays as it is
+_EMBEDDING_COLUMN = re.compile(r"e\d+")
+NOT_FINITE = "the model's embedding is not finite (inf or NaN activations: an untrained or diverged model?)"
 
 
 @dataclass
 class Embeddings:
-    """One row per photo: ``embeddings[i]`` (float32, unit length; NaN where ``status[i] != 'ok'``)."""
+    """One row per photo: ``embeddings[i]`` (float32, unit length; NaN where the row has no embedding)."""
 
     embeddings: np.ndarray
     paths: list[str]
     status: list[str]
     reason: list[str]
+    resized_from: list[str]
+    input: dict[str, Any] = field(default_factory=dict)  # how crops became model input (:func:`describe_input`)
 
     @property
     def ok(self) -> np.ndarray:
-        return np.array([s == "ok" for s in self.status], dtype=bool)
+        """Rows with an embedding: status ``ok``, or ``center`` (a central crop where no face was found)."""
+        return np.array([s in EMBEDDED for s in self.status], dtype=bool)
+
+    def count(self, status: str) -> int:
+        return sum(s == status for s in self.status)
 
 
 @torch.inference_mode()
@@ -66,66 +96,144 @@ def embed_crops(model: ReadyModel, crops: np.ndarray | torch.Tensor, *, scale: S
     return F.normalize(emb, dim=1).cpu().numpy().astype(np.float32)
 
 
-def embed_photos(model: ReadyModel, sources: Sequence[str | Path], **options: Any) -> Embeddings:
-    """Embed every photo of ``sources`` (files, or folders of them); options as :func:`embed_images`."""
-    return embed_images(model, list_photos(sources), **options)
-
-
 def embed_images(model: ReadyModel, items: Sequence[str | Path | np.ndarray], *, aligned: bool = False,
-                 scale: str | int = 1, flip: bool = True, batch_size: int = 32, progress: bool = True) -> Embeddings:
-    """Embed photo files or uint8 RGB arrays, ``batch_size`` at a time; one without a usable face keeps a NaN row."""
-    cropper = Cropper(model.input_size, aligned, str(model.device))
+                 scale: str | int = 1, flip: bool = True, batch_size: int = 32, on_no_face: str = "skip",
+                 progress: bool = True) -> Embeddings:
+    """Embed photo files or uint8 RGB arrays, ``batch_size`` at a time; one without a usable face keeps a NaN row.
+
+    ``aligned``: the items are aligned crops of any size (:mod:`.photos`); ``on_no_face="center"``: a detected
+    photo without a face is embedded from its central crop (status ``center``).
+    """
+    factor = one_factor(scale)
+    cropper = Cropper(model.input_size, aligned, str(model.device), on_no_face, factor)
+    if aligned and (problem := scale_conflict(items, model.input_size, factor)):
+        raise FskdError(problem)  # before any photo is decoded
     rows: list[Photo] = []
     chunks: list[np.ndarray] = []
-    dim = model.embedding_size
     with Progress(transient=True, disable=not progress) as bar:
         task = bar.add_task(f"embedding {len(items)} photos", total=len(items))
         for start in range(0, len(items), batch_size):
             photos = cropper(items[start:start + batch_size])
-            out = np.full((len(photos), dim), np.nan, dtype=np.float32)
-            ok = [i for i, p in enumerate(photos) if p.crop is not None]
-            if ok:
-                out[ok] = embed_crops(model, np.stack([photos[i].crop for i in ok]), scale=scale, flip=flip)
+            chunks.append(_embed_rows(model, photos, factor, flip))
             rows += photos
-            chunks.append(out)
             bar.advance(task, len(photos))
-    return Embeddings(np.concatenate(chunks) if chunks else np.zeros((0, dim), np.float32),
-                      [r.path for r in rows], [r.status for r in rows], [r.reason for r in rows])
+    dim = model.embedding_size
+    return Embeddings(np.concatenate(chunks) if chunks else np.zeros((0, dim), np.float32), [r.path for r in rows],
+                      [r.status for r in rows], [r.reason for r in rows], [r.resized_from for r in rows],
+                      describe_input(model, aligned, factor, flip, on_no_face))
+
+
+def _embed_rows(model: ReadyModel, photos: list[Photo], factor: int, flip: bool) -> np.ndarray:
+    """Embeddings of the photos that have a crop, NaN rows for the others; a non-finite embedding is a row's status."""
+    out = np.full((len(photos), model.embedding_size), np.nan, dtype=np.float32)
+    ok = [i for i, p in enumerate(photos) if p.crop is not None]
+    if ok:
+        out[ok] = embed_crops(model, np.stack([photos[i].crop for i in ok]), scale=factor, flip=flip)
+    for i in ok:
+        if not np.isfinite(out[i]).all():
+            photos[i].status, photos[i].reason, photos[i].crop = "not_finite", NOT_FINITE, None
+            out[i] = np.nan
+    return out
+
+
+def describe_input(model: ReadyModel, aligned: bool, factor: int, flip: bool, on_no_face: str) -> dict[str, Any]:
+    """How the crops became model input: recorded in the ``.npz`` (``input``) and verify's ``--json``."""
+    size = model.input_size
+    crops = ("aligned crops as given; one of another size resized to the input: "
+             f"{RESIZE} (PIL), stretched if not square, as fskd eval resizes native-size sets") if aligned else \
+        f"faces detected (MTCNN) and aligned to the 5-point template at {size} x {size}, on_no_face {on_no_face}"
+    degraded = model.checkpoint.degradation
+    return {"input_size": size, "crops": crops, "scale": factor, "mirror": flip,
+            "degradation": None if factor == 1 else {"interpolation": degraded.interpolation,
+                                                     "antialias": degraded.antialias},
+            "checkpoint": str(model.checkpoint.path)}
+
+
+# ----------------------------------------------------------------------------------------------------- files
+
+def check_out(path: str | Path) -> Path:
+    """``--out`` checked before any photo is read: its suffix, its names' lengths, what is there (a folder, a device,
+    a file fskd did not write, a file among its parents), and that a file can be created where it goes."""
+    path = Path(path)
+    if path.suffix.lower() not in OUT_SUFFIXES:
+        raise FskdError(f"{path}: --out must end in .npz or .csv")
+    folder = next(p for p in (path.parent, *path.parent.parents) if os.path.isdir(p))  # isdir never raises
+    _check_names(path, folder)  # first: a name that is too long makes every later look at the path raise
+    if path.exists() and not path.is_file() and not path.is_dir():
+        raise FskdError(f"{path}: not a regular file (a device or pipe); --out names a file")
+    check_replaceable(path, _written_by_embed, "embed")
+    try:  # a read-only or pseudo file system fails here, not after the work
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:64]}.{os.getpid()}.", suffix=".tmp", dir=folder)
+    except OSError as e:
+        raise FskdError(f"{path}: cannot create a file in {folder} ({e.strerror or e})") from None
+    os.close(fd)
+    os.unlink(tmp)
+    return path
+
+
+def _check_names(path: Path, folder: Path) -> None:
+    """The names still to be created below ``folder`` (the nearest existing one) fit its file system."""
+    longest = max(len(os.fsencode(part)) for part in path.relative_to(folder).parts)
+    whole = len(os.fsencode(os.path.abspath(path)))
+    if longest > os.pathconf(folder, "PC_NAME_MAX") or whole >= os.pathconf(folder, "PC_PATH_MAX"):
+        raise FskdError(f"{path}: cannot create a file in {folder} ({os.strerror(errno.ENAMETOOLONG)})")
 
 
 def write_embeddings(path: str | Path, result: Embeddings) -> None:
     """Write ``result`` atomically as ``.npz`` or ``.csv`` (by suffix), never over a file fskd did not write."""
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in (".npz", ".csv"):
-        raise FskdError(f"{path}: --out must end in .npz or .csv")
-    check_replaceable(path, _written_by_embed, "embed")
-    if suffix == ".npz":
-        arrays = {"embeddings": result.embeddings, "paths": np.array(result.paths), "status": np.array(result.status),
-                  "reason": np.array(result.reason)}
+    path = check_out(path)
+    if path.suffix.lower() == ".npz":
+        arrays = {"embeddings": result.embeddings, **{k: np.array(v, dtype=str) for k, v in (
+            ("paths", result.paths), ("status", result.status), ("reason", result.reason),
+            ("resized_from", result.resized_from))}, "input": np.array(json.dumps(result.input))}
         write_atomic(path, lambda f: np.savez(f, **arrays), mode="wb")
     else:
         write_atomic(path, lambda f: _write_csv(f, result))
 
 
 def read_embeddings(path: str | Path) -> Embeddings:
-    """Read back a file written by :func:`write_embeddings`."""
+    """Read back a file written by :func:`write_embeddings` (older ones, without ``resized_from``, too)."""
     path = Path(path)
     if path.suffix.lower() == ".npz":
         with np.load(path) as z:
-            return Embeddings(z["embeddings"], *(z[k].tolist() for k in NPZ_KEYS[1:]))
+            n = len(z["embeddings"])
+            resized = z["resized_from"].tolist() if "resized_from" in z.files else [""] * n
+            described = json.loads(str(z["input"])) if "input" in z.files else {}
+            return Embeddings(z["embeddings"], *(z[k].tolist() for k in NPZ_KEYS[1:]), resized, described)
     with open(path, newline="", encoding="utf-8") as f:
-        rows = list(csv.reader(f))
-    body = rows[1:]
-    emb = np.array([[float(v) if v else np.nan for v in r[3:]] for r in body], dtype=np.float32)
-    return Embeddings(emb.reshape(len(body), len(rows[0]) - 3), *([r[k] for r in body] for k in range(3)))
+        head, *body = list(csv.reader(f))
+    columns = [k for k, name in enumerate(head) if _EMBEDDING_COLUMN.fullmatch(name)]
+    emb = np.array([[float(r[k]) if r[k] else np.nan for k in columns] for r in body], dtype=np.float32)
+
+    def column(name: str) -> list[str]:
+        return [r[head.index(name)] for r in body] if name in head else [""] * len(body)
+
+    paths = [_name_from_csv(p, how) for p, how in zip(column("path"), column("path_encoding"), strict=True)]
+    return Embeddings(emb.reshape(len(body), len(columns)), paths, column("status"), column("reason"),
+                      column("resized_from"))
 
 
 def _write_csv(f: IO, result: Embeddings) -> None:
     w = csv.writer(f)
-    w.writerow(CSV_HEAD + [f"e{i}" for i in range(result.embeddings.shape[1])])
-    for p, s, why, e in zip(result.paths, result.status, result.reason, result.embeddings, strict=True):
-        w.writerow([p, s, why] + (["" for _ in e] if s != "ok" else [repr(float(v)) for v in e]))
+    w.writerow(CSV_HEAD + CSV_EXTRA + [f"e{i}" for i in range(result.embeddings.shape[1])])
+    for p, s, why, resized, e in zip(result.paths, result.status, result.reason, result.resized_from,
+                                     result.embeddings, strict=True):
+        name, how = _name_for_csv(p)
+        cells = [repr(float(v)) for v in e] if s in EMBEDDED else ["" for _ in e]
+        w.writerow([name, s, why.encode("utf-8", "backslashreplace").decode("utf-8"), resized, how] + cells)
+
+
+def _name_for_csv(path: str) -> tuple[str, str]:
+    """A file name as UTF-8 text and its ``path_encoding``: as it is, or percent-encoded when it is not UTF-8."""
+    try:
+        path.encode("utf-8")
+        return path, ""
+    except UnicodeEncodeError:
+        return quote_from_bytes(os.fsencode(path), safe=_CSV_SAFE), PERCENT
+
+
+def _name_from_csv(text: str, how: str) -> str:
+    return os.fsdecode(unquote_to_bytes(text)) if how == PERCENT else text
 
 
 def _written_by_embed(path: Path) -> bool:

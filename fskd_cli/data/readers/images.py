@@ -83,6 +83,15 @@ def decode_image(data: bytes | Path, where: str) -> np.ndarray:
         raise UnreadableImage(f"{where}: cannot read image ({type(e).__name__}: {e})") from None
 
 
+def image_size(path: Path) -> tuple[int, int] | None:
+    """``(width, height)`` from the file's header (nothing decoded), or None when PIL cannot read the header."""
+    try:
+        with Image.open(path) as im:
+            return im.size
+    except _DECODE_ERRORS:
+        return None
+
+
 def _decode_with_opencv(data: bytes | Path, where: str, first: Exception) -> np.ndarray:
     try:
         raw = data if isinstance(data, bytes) else Path(data).read_bytes()
