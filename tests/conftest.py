@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import io
 import os
+import stat
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -118,6 +119,8 @@ def tree_state(root: Path) -> dict[str, tuple]:
             state[str(path)] = ("link", os.readlink(path))
         elif path.is_dir():
             state[str(path)] = ("dir", st.st_mode)
+        elif not stat.S_ISREG(st.st_mode):  # a FIFO another test left: opening it would wait for a writer
+            state[str(path)] = ("special", st.st_mode)
         else:
             state[str(path)] = ("file", st.st_mode, hashlib.sha1(path.read_bytes()).hexdigest())
     return state

@@ -88,7 +88,11 @@ def test_a_signal_to_one_rank_stops_every_rank_at_the_same_step(tmp_path, tiny_d
     _, err = proc.communicate(timeout=300)
     stops = re.findall(r"stopped by SIGTERM at step (\d+); last checkpoint: (\S+) ", err)
     assert len(stops) == 2 and stops[0] == stops[1], err[-3000:]
-    assert _exit_codes(err) == {0: EXIT_STOPPED, 1: EXIT_STOPPED}, err[-3000:]
+    codes = _exit_codes(err)
+    # the first rank to exit 75 makes torchrun tear the job down: the other, its line already printed above, may be
+    # ended by torchrun's SIGTERM (-15) while its interpreter shuts down
+    assert set(codes) == {0, 1} and EXIT_STOPPED in codes.values(), err[-3000:]
+    assert set(codes.values()) <= {EXIT_STOPPED, -signal.SIGTERM}, err[-3000:]
     _no_fskd_traceback(err)
     step = int(stops[0][0])
     assert Path(stops[0][1]) == run / "checkpoint.pt"

@@ -58,6 +58,8 @@ class StopRequest:
         return self
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
+        if kind is not None and issubclass(kind, Stopped):
+            return  # stopping: further signals (torchrun tearing the job down) must not cut the one line short
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)  # type: ignore[arg-type]
         self._previous = {}

@@ -187,7 +187,8 @@ def _stop_if_asked(run: Run, stop: StopRequest | None, saved: bool, end: int) ->
     signum = run.dist.max(stop.signum if stop is not None else 0)
     if signum and run.step < end:
         if not saved:
-            _finite_means(run)
+            if run.meters.count:  # steps since the last log row (none right after one: it was checked there)
+                _finite_means(run)
             _save(run)
         raise Stopped(signum, run.step, run.ckpt_path)
 

@@ -28,6 +28,11 @@ class Meters:
         """The mean of every meter since the last :meth:`reset` (one read from the device)."""
         return dict(zip(self.names, (self.sums[:-1] / self.sums[-1]).tolist(), strict=True))
 
+    @property
+    def count(self) -> int:
+        """Steps added since the last :meth:`reset` (one read from the device)."""
+        return int(self.sums[-1].item())
+
     def reset(self) -> None:
         self.sums.zero_()
 
