@@ -101,7 +101,9 @@ class LinearChannelGate(nn.Module):
 
     As the F-SKD authors' code (kangkzeng/feature-similarity-KD, backbone/attention.py lines 29-64,
     ChannelGate); its block hands the loss the post-sigmoid gate as a [B, C] vector (line 113,
-    ``attn_c[:,:,0,0]``), which is what this returns.
+    ``attn_c[:,:,0,0]``), which is what this returns. The Linear layers keep PyTorch's default init, as
+    there: that code's init loop (backbone/iresnet.py lines 162-167), like :meth:`IResNet._init_weights`,
+    sets only convs and batch norms.
     """
 
     def __init__(self, channels: int, reduction: int = 16) -> None:
