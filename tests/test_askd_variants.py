@@ -7,14 +7,17 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 import fskd_cli
-from fskd_cli.core.config import load_recipe
+from fskd_cli.core.checkpoint import load_checkpoint
+from fskd_cli.core.config import load_recipe, resolve
 from fskd_cli.core.errors import FskdError
 from fskd_cli.distill import create_distiller, get_distiller_class
 from fskd_cli.models import create_model
 from fskd_cli.models.iresnet import CBAM
 from fskd_cli.models.tap import FeatureTap
+from fskd_cli.train.loop import train
 from fskd_cli.train.teacher import feature_shapes
 
 TINY = {"base_width": 4, "input_size": 32, "head": "gap"}
@@ -151,3 +154,22 @@ def test_paper_cbam_recipes_use_the_fskd_code_variant():
     askd = [r for r in cbam.values() if r["distill"]["method"] == "a-skd"]
     assert len(askd) == 5
     assert all(r["distill"]["options"] == {"variant": "fskd-code"} for r in askd)
+
+
+def test_fskd_code_variant_trains_in_the_loop(tmp_path, tiny_digits):
+    """A recipe without the option distils the models' variant; naming the other variant is refused."""
+    recipe = {"name": "tiny", "data": {"path": str(tiny_digits)},
+              "model": {"name": "iresnet18", "kwargs": {**TINY, "cbam": True, "cbam_variant": "fskd-code"}},
+              "train": {"batch_size": 16, "lr": 0.05, "epochs": 1, "milestones": [1], "log_every": 1},
+              "distill": {"method": "a-skd", "scale": "4", "weight": 5.0}}
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    teacher = train(resolve(path), tmp_path / "t", kind="teacher", stop_after=2)
+    student = train(resolve(path, {"distill.teacher": str(teacher)}), tmp_path / "s", kind="student", stop_after=2)
+    assert load_checkpoint(student)["arch"]["kwargs"]["cbam_variant"] == "fskd-code"
+    rows = (tmp_path / "s" / "log.csv").read_text().splitlines()[1:]
+    assert len(rows) == 2 and all(0 < float(r.split(",")[5]) < 5.0 * 2 for r in rows)  # a mean of 1 - cos: <= 2
+    recipe["distill"]["options"] = {"variant": "askd-code"}
+    path.write_text(yaml.safe_dump(recipe))
+    with pytest.raises(FskdError, match="variant 'askd-code'"):
+        train(resolve(path, {"distill.teacher": str(teacher)}), tmp_path / "p", kind="student")
