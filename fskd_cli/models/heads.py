@@ -2,7 +2,8 @@
 
 A head maps an embedding to logits. With ``labels`` (training) a margin head applies its margin to the
 target logit; without (evaluation, digit classification) it returns the plain scaled cosines, so
-``argmax`` is the prediction. The weights have no bias, as in the paper's Eq. (1).
+``argmax`` is the prediction. The weights have no bias, as in the paper's Eq. (1). The margin heads'
+weights start Xavier-uniform, as the F-SKD authors' code starts theirs (see :meth:`MarginHead.init_weight`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,12 @@ class SoftmaxHead(nn.Module):
     def __init__(self, embedding_size: int, num_classes: int) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.empty(num_classes, embedding_size))
+        self.init_weight()
+
+    def init_weight(self) -> None:
+        """N(0, 0.01). Only the digits use this head; the authors ran them on their QualNet code, whose
+        ResNet classifier is a Linear with a bias (object_classification/module/backbone/resnet.py line 156),
+        which Eq. (1) and this head leave out."""
         nn.init.normal_(self.weight, std=0.01)
 
     def forward(self, emb: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
@@ -34,6 +41,14 @@ class MarginHead(SoftmaxHead):
     def __init__(self, embedding_size: int, num_classes: int, s: float = 30.0, m: float = 0.25) -> None:
         super().__init__(embedding_size, num_classes)
         self.s, self.m = s, m
+
+    def init_weight(self) -> None:
+        """Xavier uniform, as every margin head of the F-SKD authors' code (kangkzeng/feature-similarity-KD,
+        margin/CosineMarginProduct.py line 17, ArcMarginProduct.py line 17: ``nn.init.xavier_uniform_``).
+        The weights are normalised in the forward, so the init sets their directions and their size against
+        the SGD steps (weight decay included): a std of sqrt(2 / (classes + embedding)), 0.013 for CASIA's
+        10,575 classes and 512 dimensions, 0.15 for 30 classes and 64 dimensions, where N(0, 0.01) is 0.01."""
+        nn.init.xavier_uniform_(self.weight)
 
     def forward(self, emb: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """fp32 logits whatever the autocast: in bf16 a cosine near 1 carries an error of ~2e-3, which the

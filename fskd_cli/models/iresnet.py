@@ -12,12 +12,21 @@ Two embedding heads:
 - ``"gap"`` (the F-SKD authors' released code): global average pooling of ``layer4``; the embedding is
   the pooled feature itself, so its size is the last stage's width (512 at full width).
 
-With ``cbam=True`` every block ends its residual branch with CBAM; ``cbam_kernel`` is the side of its
-spatial-attention convolution: 7 in CBAM's paper (the default, so older checkpoints rebuild unchanged),
-3 in the A-SKD authors' code (their recipes set it). The attention maps A-SKD distils are
-the pre-sigmoid outputs of the ``channel_gate`` and ``spatial_gate`` submodules, so a
-:class:`~fskd_cli.models.tap.FeatureTap` on :func:`attention_layers` captures them without touching
-``forward``.
+With ``cbam=True`` every block ends its residual branch with CBAM (before the shortcut add, as both
+authors' codes place it). Two codes built it differently, and ``cbam_variant`` picks one:
+
+- ``askd-code`` (the default, so checkpoints written before the option rebuild unchanged): the A-SKD
+  authors' CBAM. A shared MLP of two bias-free 1x1 convs; a spatial conv over the channel-wise mean and
+  max without BN; the maps their loss compares are the *pre-sigmoid* logits. Their spatial conv is 3x3.
+- ``fskd-code``: the CBAM of the F-SKD authors' code (and of their QualNet code, which ran the digits).
+  A shared MLP of two Linear layers with biases; a 7x7 spatial conv over the channel-wise max and mean
+  followed by BN; the maps their A-SKD option compares are the *post-sigmoid* gates, the channel one as
+  a [B, C] vector.
+
+``cbam_kernel`` is the side of the spatial conv: 7 (CBAM's paper, the F-SKD code, and the default), 3 in
+the A-SKD code (recipes of that variant set it). The ``channel_gate`` and ``spatial_gate`` submodules
+return the maps A-SKD distils, so a :class:`~fskd_cli.models.tap.FeatureTap` on :func:`attention_layers`
+captures them without touching ``forward``.
 
 Builders ``iresnet18``, ``iresnet34``, ``iresnet50`` and ``iresnet100`` take the same keyword arguments
 (see :class:`IResNet`); CBAM is the ``cbam`` flag rather than separate names, so a checkpoint's
@@ -42,10 +51,11 @@ DEPTHS: dict[int, tuple[int, int, int, int]] = {
 
 
 class ChannelGate(nn.Module):
-    """CBAM's channel attention logits: a shared MLP over the avg- and max-pooled input, summed.
+    """``askd-code`` channel attention logits: a shared MLP over the avg- and max-pooled input, summed.
 
-    Returns the pre-sigmoid map [B, C, 1, 1]; :class:`CBAM` applies the sigmoid, so a forward hook here
-    sees the logits A-SKD compares.
+    As the A-SKD authors' code (gist-ailab/teaching-where-to-look, model/backbone.py lines 33-51, CAModule):
+    two bias-free 1x1 convs, and the map it hands to the loss is the pre-sigmoid sum (line 49). Returns that
+    map [B, C, 1, 1]; :meth:`scale` applies the sigmoid.
     """
 
     def __init__(self, channels: int, reduction: int = 16) -> None:
@@ -60,34 +70,102 @@ class ChannelGate(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.mlp(x.mean((2, 3), keepdim=True)) + self.mlp(x.amax((2, 3), keepdim=True))
 
+    @staticmethod
+    def scale(attention: torch.Tensor) -> torch.Tensor:
+        """The factor that gates the input, from the map :meth:`forward` returns."""
+        return torch.sigmoid(attention)
+
 
 class SpatialGate(nn.Module):
-    """CBAM's spatial attention logits: a ``kernel_size`` square conv over the channel-wise mean and max.
+    """``askd-code`` spatial attention logits: a ``kernel_size`` square conv over the channel-wise mean and max.
 
-    Returns the pre-sigmoid map [B, 1, H, W]; :class:`CBAM` applies the sigmoid.
+    As the A-SKD authors' code (model/backbone.py lines 54-69, SAModule: mean then max, a 3x3 conv without
+    bias or BN, the pre-sigmoid map handed on, line 67). Returns [B, 1, H, W]; :meth:`scale` applies the sigmoid.
     """
 
     def __init__(self, kernel_size: int = 7) -> None:
         super().__init__()
-        if kernel_size < 1 or kernel_size % 2 == 0:
-            raise ValueError(f"the CBAM spatial kernel must be odd and positive (same-size output), got {kernel_size}")
         self.conv = nn.Conv2d(2, 1, kernel_size, padding=kernel_size // 2, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv(torch.cat([x.mean(1, keepdim=True), x.amax(1, keepdim=True)], 1))
 
+    @staticmethod
+    def scale(attention: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(attention)
 
-class CBAM(nn.Module):
-    """Convolutional block attention (Woo et al., 2018): channel gating, then spatial gating."""
 
-    def __init__(self, channels: int, reduction: int = 16, kernel_size: int = 7) -> None:
+class LinearChannelGate(nn.Module):
+    """``fskd-code`` channel attention: a shared MLP of two Linear layers *with* biases over the avg- and
+    max-pooled input, summed, then the sigmoid.
+
+    As the F-SKD authors' code (kangkzeng/feature-similarity-KD, backbone/attention.py lines 29-64,
+    ChannelGate); its block hands the loss the post-sigmoid gate as a [B, C] vector (line 113,
+    ``attn_c[:,:,0,0]``), which is what this returns. The Linear layers keep PyTorch's default init, as
+    there: that code's init loop (backbone/iresnet.py lines 162-167), like :meth:`IResNet._init_weights`,
+    sets only convs and batch norms.
+    """
+
+    def __init__(self, channels: int, reduction: int = 16) -> None:
         super().__init__()
-        self.channel_gate = ChannelGate(channels, reduction)
-        self.spatial_gate = SpatialGate(kernel_size)
+        hidden = max(channels // reduction, 1)
+        self.mlp = nn.Sequential(nn.Linear(channels, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, channels))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x * torch.sigmoid(self.channel_gate(x))
-        return x * torch.sigmoid(self.spatial_gate(x))
+        return torch.sigmoid(self.mlp(x.mean((2, 3))) + self.mlp(x.amax((2, 3))))
+
+    @staticmethod
+    def scale(attention: torch.Tensor) -> torch.Tensor:
+        return attention[:, :, None, None]
+
+
+class NormSpatialGate(nn.Module):
+    """``fskd-code`` spatial attention: a ``kernel_size`` square conv (no bias) over the channel-wise max and
+    mean (in that order), batch norm, then the sigmoid; returns the post-sigmoid map [B, 1, H, W].
+
+    As the F-SKD authors' code (backbone/attention.py lines 72-87: ChannelPool, then BasicConv with BN,
+    eps 1e-5 and momentum 0.01, line 13; the kernel is 7, line 79).
+    """
+
+    def __init__(self, kernel_size: int = 7) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(2, 1, kernel_size, padding=kernel_size // 2, bias=False)
+        self.bn = nn.BatchNorm2d(1, eps=1e-5, momentum=0.01)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.bn(self.conv(torch.cat([x.amax(1, keepdim=True), x.mean(1, keepdim=True)], 1))))
+
+    @staticmethod
+    def scale(attention: torch.Tensor) -> torch.Tensor:
+        return attention
+
+
+_GATES = {"askd-code": (ChannelGate, SpatialGate), "fskd-code": (LinearChannelGate, NormSpatialGate)}
+CBAM_VARIANTS = tuple(_GATES)
+
+
+class CBAM(nn.Module):
+    """Convolutional block attention (Woo et al., 2018): channel gating, then spatial gating.
+
+    ``variant`` picks whose code the gates follow (see the module docstring): ``askd-code`` (the default, so
+    checkpoints written before the option rebuild unchanged) or ``fskd-code``. Either way the
+    ``channel_gate`` and ``spatial_gate`` submodules return the maps that code's loss compares, and
+    ``scale`` turns a map into the factor the input is multiplied by.
+    """
+
+    def __init__(self, channels: int, reduction: int = 16, kernel_size: int = 7, variant: str = "askd-code") -> None:
+        super().__init__()
+        if variant not in _GATES:
+            raise ValueError(f"cbam_variant must be one of {', '.join(CBAM_VARIANTS)}, got {variant!r}")
+        if kernel_size < 1 or kernel_size % 2 == 0:
+            raise ValueError(f"the CBAM spatial kernel must be odd and positive (same-size output), got {kernel_size}")
+        channel, spatial = _GATES[variant]
+        self.channel_gate = channel(channels, reduction)
+        self.spatial_gate = spatial(kernel_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x * self.channel_gate.scale(self.channel_gate(x))
+        return x * self.spatial_gate.scale(self.spatial_gate(x))
 
 
 class IBasicBlock(nn.Module):
@@ -96,7 +174,7 @@ class IBasicBlock(nn.Module):
     No activation after the addition (unlike the original ResNet); the stride sits on the second conv.
     """
 
-    def __init__(self, cin: int, cout: int, stride: int = 1, cbam: bool = False, cbam_kernel: int = 7) -> None:
+    def __init__(self, cin: int, cout: int, stride: int = 1, cbam: dict[str, Any] | None = None) -> None:
         super().__init__()
         self.bn1 = nn.BatchNorm2d(cin)
         self.conv1 = nn.Conv2d(cin, cout, 3, 1, 1, bias=False)
@@ -104,7 +182,7 @@ class IBasicBlock(nn.Module):
         self.prelu = nn.PReLU(cout)
         self.conv2 = nn.Conv2d(cout, cout, 3, stride, 1, bias=False)
         self.bn3 = nn.BatchNorm2d(cout)
-        self.cbam = CBAM(cout, kernel_size=cbam_kernel) if cbam else None
+        self.cbam = CBAM(cout, **cbam) if cbam is not None else None
         self.downsample = None
         if stride != 1 or cin != cout:
             # named as in arcface_torch so its weights load unchanged
@@ -131,13 +209,14 @@ class IResNet(nn.Module):
         input_size: side of the square input; the FC head's Linear expects ``input_size / 16`` pixels.
         cbam: append CBAM to every block's residual branch (A-SKD's backbone).
         cbam_kernel: side of CBAM's spatial-attention conv (7 as in CBAM; 3 in the A-SKD authors' code).
+        cbam_variant: whose CBAM, ``askd-code`` or ``fskd-code`` (see the module docstring).
     """
 
     feature_layers = ("layer1", "layer2", "layer3", "layer4")
 
     def __init__(self, layers: tuple[int, int, int, int], head: str = "fc", embedding_size: int | None = None,
                  dropout: float = 0.0, base_width: int = 64, input_size: int = 112, cbam: bool = False,
-                 cbam_kernel: int = 7) -> None:
+                 cbam_kernel: int = 7, cbam_variant: str = "askd-code") -> None:
         super().__init__()
         if head not in ("fc", "gap"):
             raise ValueError(f"head must be 'fc' or 'gap', got {head!r}")
@@ -155,9 +234,10 @@ class IResNet(nn.Module):
         self.bn1 = nn.BatchNorm2d(base_width)
         self.prelu = nn.PReLU(base_width)
         cin = base_width
+        attention = {"kernel_size": cbam_kernel, "variant": cbam_variant} if cbam else None
         for i, depth in enumerate(layers, start=1):
             cout = base_width * 2 ** (i - 1)
-            blocks = [IBasicBlock(cin if j == 0 else cout, cout, 2 if j == 0 else 1, cbam, cbam_kernel) for j in range(depth)]
+            blocks = [IBasicBlock(cin if j == 0 else cout, cout, 2 if j == 0 else 1, attention) for j in range(depth)]
             setattr(self, f"layer{i}", nn.Sequential(*blocks))
             cin = cout
 
@@ -197,7 +277,7 @@ class IResNet(nn.Module):
 
 
 def attention_layers(model: nn.Module) -> list[str]:
-    """Names of the CBAM gates whose pre-sigmoid outputs A-SKD distils: channel then spatial, per block.
+    """Names of the CBAM gates whose outputs A-SKD distils: channel then spatial, per block.
 
     Empty for a model without CBAM. Feed the list to :class:`~fskd_cli.models.tap.FeatureTap`.
     """
