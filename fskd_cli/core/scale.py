@@ -43,7 +43,12 @@ class Scale(StrEnum):
 
 CHOICES = tuple(s.value for s in Scale)
 LR_FACTORS = (2, 4, 8)  # the LR copies `fskd prepare` can write beside the HR image
-MULTI_FACTORS = (1, 2, 4, 8)
+MULTI_FACTORS = (1, *LR_FACTORS)
+#: how an LR copy is made, down and back up (``prepare --interpolation``, a checkpoint's degradation)
+INTERPOLATIONS = ("bilinear", "nearest", "bicubic", "area")
+#: where an eval's LR images come from (``--lr-source``): made from HR as the run made its training images, or the
+#: prepared copies on disk; the first is the default
+LR_SOURCES = ("degrade", "disk")
 
 
 def one_factor(value: Scale | str | int) -> int:
