@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .core.errors import FskdError
+from .core.scale import Scale
 from .inference.model import ReadyModel, load_model
 from .use.embed import Embeddings, embed_images
 from .use.verify import Verdict
@@ -34,24 +36,34 @@ def load(run: str | Path, device: str | torch.device = "auto") -> ReadyModel:
     return load_model(run, device=device)
 
 
-def embed(model: ReadyModel, images: Image | Sequence[Image], *, aligned: bool = False, scale: str | int = 1,
+def embed(model: ReadyModel, images: Image | Sequence[Image], *, aligned: bool = False, scale: Scale | str | int = 1,
           flip: bool = True, batch_size: int = 32) -> np.ndarray:
     """Unit embeddings ``[N, D]`` (float32) of photo files or uint8 RGB arrays; a row of NaN where no face was found.
 
     ``aligned=True`` takes images that already are the model's crops (e.g. 112 x 112) as they are;
-    ``scale`` degrades them first as the run's LR training images were made.
+    ``scale`` (1, 2, 4 or 8; ``4``, ``"4"``, ``"x4"`` and ``Scale.x4`` alike) degrades them first as the run's LR
+    training images were made.
     """
     return embed_table(model, images, aligned=aligned, scale=scale, flip=flip, batch_size=batch_size).embeddings
 
 
-def embed_table(model: ReadyModel, images: Image | Sequence[Image], *, aligned: bool = False, scale: str | int = 1,
+def embed_table(model: ReadyModel, images: Image | Sequence[Image], *, aligned: bool = False, scale: Scale | str | int = 1,
                 flip: bool = True, batch_size: int = 32) -> Embeddings:
     """:func:`embed`, with each image's name, status (ok, no_face, unreadable, ...) and reason."""
     items = [images] if isinstance(images, str | Path | np.ndarray) and np.ndim(images) != 4 else list(images)
-    return embed_images(model, items, aligned=aligned, scale=scale, flip=flip, batch_size=batch_size, progress=False)
+    return embed_images(model, items, aligned=aligned, scale=_scale(scale), flip=flip, batch_size=batch_size,
+                        progress=False)
 
 
 def verify(model: ReadyModel, a: Image, b: Image, *, threshold: float | None = None,
-           scale: str | int | None = None) -> Verdict:
+           scale: Scale | str | int | None = None) -> Verdict:
     """Same person or not: ``.same``, ``.cosine``, ``.threshold`` (value and source), ``.line()``."""
-    return _verify(model, a, b, threshold=threshold, scale=scale)
+    return _verify(model, a, b, threshold=threshold, scale=None if scale is None else _scale(scale))
+
+
+def _scale(value: Scale | str | int) -> Scale:
+    """The API is an edge: the scale a caller gives is parsed here, once (a bad one is one line naming it)."""
+    try:
+        return Scale.parse(value)
+    except ValueError as e:
+        raise FskdError(f"scale: {e}") from None

@@ -73,7 +73,7 @@ class TrainConfig:
 @dataclass
 class DistillConfig:
     method: str = "base"
-    scale: str = "4"  # 2 | 4 | 8 | multi
+    scale: Scale = Scale.x4  # 1 | 2 | 4 | 8 | multi; written as its value ("4") in YAML and checkpoints
     weight: float = 5.0  # lambda, paper Section 4.3
     teacher: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
@@ -95,7 +95,8 @@ class RunConfig:
     distill: DistillConfig = field(default_factory=DistillConfig)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Plain data for YAML and checkpoints: a scale is its value (``"4"``), as a recipe writes it."""
+        return asdict(self, dict_factory=lambda items: {k: v.value if isinstance(v, Scale) else v for k, v in items})
 
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
@@ -258,6 +259,11 @@ def _build(cls: type, data: Any, source: str, prefix: str) -> Any:
 def _coerce(tp: Any, value: Any, source: str, key: str) -> Any:
     if dataclasses.is_dataclass(tp):
         return _build(tp, value, source, key + ".")
+    if tp is Scale:
+        try:
+            return Scale.parse(value)
+        except ValueError as e:
+            raise FskdError(f"{source}: {key}: {e}") from None
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         args = typing.get_args(tp)
@@ -309,10 +315,6 @@ def _validate(cfg: RunConfig, source: str) -> None:
     total = t.epochs if t.epochs is not None else t.steps
     if any(b <= a for a, b in pairwise(t.milestones)) or any(not 0 < m <= total for m in t.milestones):
         raise FskdError(f"{source}: train.milestones must be increasing and within the run (1..{total}), got {t.milestones}")
-    try:
-        cfg.distill.scale = Scale.parse(cfg.distill.scale).value
-    except ValueError as e:
-        raise FskdError(f"{source}: distill.scale: {e}") from None
     try:
         Preprocess.from_dict(cfg.model.preprocess)
     except (TypeError, ValueError) as e:

@@ -18,22 +18,12 @@ from typing import Any
 from ..core.errors import FskdError
 from ..core.results import check_results_csv
 from ..core.scale import Scale, one_factor
+from .benchmarks import BENCHMARKS
 from .classification import classification_accuracy
 from .inputs import Evaluation
 from .pairs import verification_stage
 from .search import identification_stage
 
-# benchmark name -> (task, default data folder); `verification`/`identification` take any prepared set
-BENCHMARKS: dict[str, tuple[str, str | None]] = {
-    "digits": ("classification", "data/digits"),
-    "svhn": ("classification", "data/svhn"),
-    "verification": ("verification", None),
-    "agedb": ("verification", "data/agedb"),
-    "lfw": ("verification", "data/lfw"),
-    "cfp-fp": ("verification", "data/cfp-fp"),
-    "identification": ("identification", None),
-    "tinyface": ("identification", "data/tinyface"),
-}
 # option -> the tasks it applies to
 _OPTION_TASKS = {
     "protocol": ("verification",),
@@ -45,7 +35,7 @@ _OPTION_TASKS = {
 }
 
 
-def evaluate_benchmark(benchmark: str, ckpt: str | Path, *, scale: Scale | int | str = 1, data: str | Path | None = None,
+def evaluate_benchmark(benchmark: str, ckpt: str | Path, *, scale: Scale = Scale.x1, data: str | Path | None = None,
                        results: str | Path = "results.csv", protocol: str | None = None,
                        cross_resolution: bool = False, scores_csv: str | Path | None = None,
                        roc_png: str | Path | None = None, cmc_png: str | Path | None = None, flip: bool = True,

@@ -49,7 +49,7 @@ class Embeddings:
 
 
 @torch.inference_mode()
-def embed_crops(model: ReadyModel, crops: np.ndarray | torch.Tensor, *, scale: Scale | str | int = 1,
+def embed_crops(model: ReadyModel, crops: np.ndarray | torch.Tensor, *, scale: Scale = Scale.x1,
                 flip: bool = True) -> np.ndarray:
     """Unit embeddings ``[N, D]`` (float32) of uint8 RGB crops ``[N, S, S, 3]`` (one forward pass)."""
     crops = np.asarray(crops)
@@ -72,7 +72,7 @@ def embed_photos(model: ReadyModel, sources: Sequence[str | Path], **options: An
 
 
 def embed_images(model: ReadyModel, items: Sequence[str | Path | np.ndarray], *, aligned: bool = False,
-                 scale: str | int = 1, flip: bool = True, batch_size: int = 32, progress: bool = True) -> Embeddings:
+                 scale: Scale = Scale.x1, flip: bool = True, batch_size: int = 32, progress: bool = True) -> Embeddings:
     """Embed photo files or uint8 RGB arrays, ``batch_size`` at a time; one without a usable face keeps a NaN row."""
     cropper = Cropper(model.input_size, aligned, str(model.device))
     rows: list[Photo] = []

@@ -61,7 +61,7 @@ class Verdict:
 
 
 def verify(model: ReadyModel, a: str | Path | np.ndarray, b: str | Path | np.ndarray, *, threshold: float | None = None,
-           scale: str | int | None = None) -> Verdict:
+           scale: Scale | None = None) -> Verdict:
     """Embed photos ``a`` and ``b`` (files or uint8 RGB arrays, aligned as ``prepare`` does) and decide at
     ``threshold`` (a cosine; default: :func:`eval_threshold`)."""
     if threshold is not None and not -1 <= threshold <= 1:
@@ -71,23 +71,23 @@ def verify(model: ReadyModel, a: str | Path | np.ndarray, b: str | Path | np.nda
     for photo in photos:
         if photo.crop is None:
             raise FskdError(f"{photo.path}: {photo.status.replace('_', ' ')} ({photo.reason})")
-    emb = embed_crops(model, np.stack([p.crop for p in photos]), scale=scale or 1)
+    emb = embed_crops(model, np.stack([p.crop for p in photos]), scale=scale or Scale.x1)
     cosine = float(np.dot(emb[0].astype(np.float64), emb[1].astype(np.float64)))
     return Verdict(cosine > chosen.cosine, cosine, chosen, photos[0].path, photos[1].path)
 
 
-def eval_threshold(model: ReadyModel, scale: str | int | None = None) -> Threshold:
+def eval_threshold(model: ReadyModel, scale: Scale | None = None) -> Threshold:
     """The cosine threshold of the run's newest usable verification eval (module docstring), or an error."""
-    wanted = Scale.parse(scale).value if scale is not None else model.setting.scale
+    wanted = scale or model.setting.scale
     folder = model.checkpoint.run_dir / "eval"
     evals = [e for e in map(_read_eval, sorted(folder.glob("*.json"))) if e is not None]
     usable = [e for e in evals if e["protocol"] == "insightface" and not e.get("cross_resolution")
-              and (wanted == Scale.multi.value or str(e["scale"]) == wanted)]
+              and (wanted is Scale.multi or str(e["scale"]) == wanted.value)]
     if not usable:
         others = sorted({f"{e['dataset']} x{e['scale']} {e['protocol']}" for e in evals})
         seen = f"; found only {', '.join(others)}" if others else ""
-        raise FskdError(f"{folder}: no insightface-protocol verification eval at scale {wanted}{seen}; run "
-                        f"`fskd eval agedb --ckpt {model.checkpoint.run_dir} --scale {wanted}` first, or pass --threshold")
+        raise FskdError(f"{folder}: no insightface-protocol verification eval at scale {wanted.value}{seen}; run "
+                        f"`fskd eval agedb --ckpt {model.checkpoint.run_dir} --scale {wanted.value}` first, or pass --threshold")
     newest = max(usable, key=lambda e: (e.get("timestamp", ""), e["json"]))
     cosine = 1.0 - float(np.mean(newest["fold_thresholds"])) / 2.0
     where = f"{newest['dataset']} x{newest['scale']}, insightface protocol, {newest['json']}"
