@@ -1,9 +1,9 @@
 """``fskd embed``, ``fskd verify``, ``fskd export`` and ``fskd import-teacher``: using a model outside the
-benchmarks. The logic is in :mod:`fskd_cli.use`; these functions parse options and print results."""
+benchmarks. The logic is in :mod:`fskd_cli.use`; these functions parse options and print results. The formats and
+architectures offered are the stage's own (:mod:`fskd_cli.use.formats`)."""
 
 from __future__ import annotations
 
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -11,31 +11,15 @@ import typer
 from rich.console import Console
 
 from ..core.device import DEVICE_HELP
-from ..core.scale import Scale
+from ..core.scale import SINGLE_SCALES, Scale
+from ..use.formats import EXPORT_FORMATS, TEACHER_ARCHS, TEACHER_FORMATS
+from .choices import one_of
 
 console = Console(stderr=True)
 
-
-class ExportFormat(StrEnum):
-    onnx = "onnx"
-    torchscript = "torchscript"
-
-
-class TeacherArch(StrEnum):
-    iresnet18 = "iresnet18"
-    iresnet34 = "iresnet34"
-    iresnet50 = "iresnet50"
-    iresnet100 = "iresnet100"
-
-
-class TeacherFormat(StrEnum):
-    insightface = "insightface"
-    adaface = "adaface"
-
-
 Ckpt = Annotated[Path, typer.Option(help="A run folder or its checkpoint.pt (teacher, student or imported).")]
 Device = Annotated[str, typer.Option(help=DEVICE_HELP)]
-ScaleOpt = Annotated[Scale | None, typer.Option(
+ScaleOpt = Annotated[one_of(SINGLE_SCALES) | None, typer.Option(
     help="Degrade the photos first, as the run's LR images were made: what a camera this many times farther "
          "away would give (1, 2, 4 or 8).")]
 
@@ -60,7 +44,7 @@ def embed_command(
     from ..use.embed import embed_photos, write_embeddings
 
     model = load_model(ckpt, device=device)
-    result = embed_photos(model, sources, aligned=aligned, scale=scale.value if scale else 1, flip=flip,
+    result = embed_photos(model, sources, aligned=aligned, scale=scale or Scale.x1, flip=flip,
                           batch_size=batch_size)
     write_embeddings(out, result)
     failed = len(result.status) - int(result.ok.sum())
@@ -86,13 +70,13 @@ def verify_command(
     from ..inference.model import load_model
     from ..use.verify import verify
 
-    verdict = verify(load_model(ckpt, device=device), a, b, threshold=threshold, scale=scale.value if scale else None)
+    verdict = verify(load_model(ckpt, device=device), a, b, threshold=threshold, scale=scale)
     typer.echo(verdict.to_json() if json_out else verdict.line())
 
 
 def export_command(
     ckpt: Ckpt,
-    fmt: Annotated[ExportFormat, typer.Option("--format", help="onnx (opset 17) or torchscript.")],
+    fmt: Annotated[one_of(EXPORT_FORMATS), typer.Option("--format", help="onnx (opset 17) or torchscript.")],
     out: Annotated[Path, typer.Option(help="The file to write; FILE.json beside it describes the input.")],
 ) -> None:
     """Export the backbone (normalised [N, 3, 112, 112] -> embedding, any N), checked against PyTorch.
@@ -102,16 +86,16 @@ def export_command(
     from ..inference.model import load_model
     from ..use.export import export_model
 
-    done = export_model(load_model(ckpt, device="cpu"), fmt.value, out)
+    done = export_model(load_model(ckpt, device="cpu"), fmt, out)
     console.print(f"[green]{done.path}[/] ({done.size_bytes / 2**20:.1f} MiB) and {done.sidecar}; largest difference "
                   f"from PyTorch {done.max_abs_diff:.2e}")
 
 
 def import_teacher_command(
     weights: Annotated[Path, typer.Argument(help="insightface backbone.pth, or an AdaFace .ckpt.")],
-    arch: Annotated[TeacherArch, typer.Option(help="Depth of the network the weights are for.")],
-    fmt: Annotated[TeacherFormat, typer.Option("--format", help="insightface (arcface_torch iResNet, RGB) or "
-                                                                  "adaface (AdaFace IR, BGR).")],
+    arch: Annotated[one_of(TEACHER_ARCHS), typer.Option(help="Depth of the network the weights are for.")],
+    fmt: Annotated[one_of(TEACHER_FORMATS), typer.Option("--format", help="insightface (arcface_torch iResNet, RGB) or "
+                                                                            "adaface (AdaFace IR, BGR).")],
     out: Annotated[Path, typer.Option(help="Run folder to create, e.g. runs/adaface-ir50.")],
     force: Annotated[bool, typer.Option(help="Write into a folder fskd did not create (nothing is deleted).")] = False,
 ) -> None:
@@ -121,6 +105,6 @@ def import_teacher_command(
     """
     from ..use.import_teacher import import_teacher
 
-    path = import_teacher(weights, arch.value, fmt.value, out, force=force)
-    console.print(f"[green]{path}[/]: {arch.value} teacher from {fmt.value} weights; "
+    path = import_teacher(weights, arch, fmt, out, force=force)
+    console.print(f"[green]{path}[/]: {arch} teacher from {fmt} weights; "
                   f"use it with `fskd distill --teacher {path}`")
