@@ -6,6 +6,7 @@ line through the config, the checkpoint and the eval JSON, written ``x4`` in nam
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -42,13 +43,19 @@ print("\\n" + json.dumps(seen))
 """
 
 
-def _heavy_after(*commands: list[str]) -> list[tuple[list[str], int, list[str]]]:
+def _heavy_after(*commands: list[str], env: dict[str, str] | None = None) -> list[tuple[list[str], int, list[str]]]:
     """(argv, exit code, heavy modules loaded by then) for each command run in order in a fresh process."""
+    return _fresh(commands, env)[1]
+
+
+def _fresh(commands: tuple[list[str], ...], env: dict[str, str] | None) -> tuple[str, list]:
+    """What the commands printed, and :func:`_heavy_after`'s list."""
     code = FRESH.replace("{HEAVY}", repr(HEAVY))
     done = subprocess.run([sys.executable, "-c", code, json.dumps(list(commands))], capture_output=True, text=True,
-                          timeout=300)
+                          timeout=300, env={**os.environ, **(env or {})})
     assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout.splitlines()[-1])
+    printed, _, seen = done.stdout.rstrip("\n").rpartition("\n")
+    return printed, json.loads(seen)
 
 
 def test_help_version_and_option_errors_load_no_heavy_library():
@@ -60,6 +67,14 @@ def test_help_version_and_option_errors_load_no_heavy_library():
     for argv, code, heavy in _heavy_after(*commands):
         assert heavy == [], f"fskd {' '.join(argv)} imported {heavy}"
         assert code == (0 if "--help" in argv or "--version" in argv else 2), argv
+
+
+@pytest.mark.parametrize("words, expected", [("fskd ev", "eval"), ("fskd eval a", "agedb"),
+                                             ("fskd eval agedb --protocol ", "authors"), ("fskd analyze norms --te", "--test")])
+def test_shell_completion_answers_without_heavy_libraries(words, expected):
+    env = {"_FSKD_COMPLETE": "complete_bash", "COMP_WORDS": words, "COMP_CWORD": str(len(words.split(" ")) - 1)}
+    printed, [(_, code, heavy)] = _fresh(([],), env)
+    assert code == 0 and expected in printed.split() and heavy == [], (printed, heavy)
 
 
 def test_prepare_help_reads_the_readers_without_torch():
