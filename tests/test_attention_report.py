@@ -223,7 +223,7 @@ def test_report_gathers_tables_evals_and_figures(faces, tmp_path):
     assert run_cli("report", *runs, "--results", results, "--out", out).returncode == 0  # its own page: replaced
     notes = tmp_path / "notes.html"
     notes.write_text("my notes")
-    assert_one_line_error(run_cli("report", *runs, "--out", notes), str(notes), "not an `fskd report` page")
+    assert_one_line_error(run_cli("report", *runs, "--out", notes), str(notes), "not an `fskd report` output")
     assert notes.read_text() == "my notes"
     assert json.loads((runs[1] / "eval" / "ver_x4_insightface.json").read_text())["protocol"] == "insightface"
 
@@ -288,6 +288,6 @@ def test_table_replaces_its_own_files_only(tmp_path, monkeypatch):
     results_table(tmp_path / "results.csv", tmp_path / "t")
     results_table(tmp_path / "results.csv", tmp_path / "t")  # fskd's own table: replaced
     (tmp_path / "mine.csv").write_text("my,own\n")
-    with pytest.raises(FskdError, match="mine.csv: exists and is not a table"):
+    with pytest.raises(FskdError, match="mine.csv: exists and is not an `fskd analyze table` output"):
         results_table(tmp_path / "results.csv", tmp_path / "mine")
     assert (tmp_path / "mine.csv").read_text() == "my,own\n" and not (tmp_path / "mine.md").exists()

@@ -217,7 +217,7 @@ def test_cli_compare_end_to_end_and_bad_input_in_one_line(tmp_path):
     mine = tmp_path / "mine.md"
     mine.write_text("my notes\n")
     assert_one_line_error(run_main("analyze", "compare", "--results", results, "--out", tmp_path / "mine"),
-                          str(mine), "not a file `fskd analyze compare` wrote")
+                          str(mine), "not an `fskd analyze compare` output")
     assert mine.read_text() == "my notes\n" and not (tmp_path / "mine.csv").exists()
 
 

@@ -133,7 +133,7 @@ def test_write_fault_is_one_line_and_keeps_previous_file(tmp_path, monkeypatch):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     monkeypatch.setattr(os, "replace", full_disk)
-    with pytest.raises(FskdError, match=rf"^{target}: No space left on device$"):
+    with pytest.raises(FskdError, match=rf"^{target}: cannot write \(No space left on device\)$"):
         write_text(target, "new")
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["meta.yaml"]
@@ -151,7 +151,7 @@ def test_file_size_limit_is_a_write_fault(tmp_path):
             "from fskd_cli.core.errors import FskdError\n"
             "try:\n write_text(sys.argv[1], 'x' * 5000)\nexcept FskdError as e:\n print(e)")
     out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "big.txt")], capture_output=True, text=True)
-    assert out.stdout.strip() == f"{tmp_path / 'big.txt'}: File too large", out.stderr
+    assert out.stdout.strip() == f"{tmp_path / 'big.txt'}: cannot write (File too large)", out.stderr
     assert list(tmp_path.iterdir()) == []
 
 

@@ -64,7 +64,7 @@ def test_unknown_method_fails_before_any_data_is_read(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("args, needles", [
     (["--set", "train.lrr=1"], ["--set train.lrr=1", "unknown key 'train.lrr'"]),
-    (["--set", "train.log_every=0"], ["faces-base.yaml", "train.log_every must be >= 1"]),
+    (["--set", "train.log_every=0"], ["--set train.log_every", "train.log_every must be >= 1"]),
     (["--set", "train.milestones=[40000, 20000]"], ["train.milestones must be increasing"]),
     (["--device", "tpu"], ["device must be auto, cpu, cuda or cuda:N"]),
     (["--recipe", "paper/nope"], ["paper/nope: recipe not found"]),

@@ -27,10 +27,10 @@ from matplotlib.figure import Figure
 
 from ..core.errors import FskdError
 from ..core.io import write_csv, write_text
-from ..core.outputs import save_figure
+from ..core.outputs import check_replaceable, save_figure, starts_with_text
 from .figures import STUDENT_COLOURS
 from .paired import LEVEL, MIN_PAIRS, MINUS, Comparison, against, signed
-from .paper import FAMILY_NAMES, method_name
+from .paper import FAMILY_NAMES, method_name, row_order
 from .stats import format_p
 from .table import (
     HEADLINE_METRICS,
@@ -38,7 +38,6 @@ from .table import (
     SCALE_NAMES,
     SEEDS_UNKNOWN,
     read_results,
-    row_order,
     scale_order,
     with_average,
 )
@@ -243,8 +242,7 @@ def _refuse_foreign(out: Path) -> None:
     md = out.with_suffix(".md")
     ours = {md: MARK, out.with_suffix(".csv"): ",".join(CSV_FIELDS), _pairs_path(out): ",".join(PAIR_FIELDS)}
     for path, mark in ours.items():
-        if path.is_dir() or (path.exists() and mark not in path.read_text(encoding="utf-8", errors="replace")[:8192]):
-            raise FskdError(f"{path}: exists and is not a file `fskd analyze compare` wrote; choose another --out")
+        check_replaceable(path, lambda p, mark=mark: starts_with_text(p, mark), "analyze compare")
     if not md.exists():
         for png in out.parent.glob(f"{out.name}_*.png"):
             raise FskdError(f"{png}: exists beside no `fskd analyze compare` page; choose another --out")

@@ -26,6 +26,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..distill import find_distiller_class
+
 
 @dataclass(frozen=True)
 class PaperNumber:
@@ -39,11 +41,6 @@ class PaperNumber:
     value: float  # percent, as printed
 
 
-# How the paper writes each method's name (for figures and tables).
-METHOD_NAMES = {
-    "teacher": "HR teacher", "base": "Base", "fitnet": "FitNet", "norm-kd": "Norm-KD", "rkd": "RKD",
-    "a-skd": "A-SKD", "qualnet-lm": "QualNet-LM", "f-skd": "F-SKD",
-}
 # A table part groups the families the paper compares in one table: (a) plain and decoder teachers
 # (their Base row is shared), (b) CBAM.
 FAMILIES = {"plain": "a", "dec": "a", "cbam": "b"}
@@ -76,12 +73,33 @@ PAPER_EVAL_HOW = {
 
 def row_label(method: str, variant: str) -> str:
     """A table row: the method, marked ``+Dec`` when its teacher has the decoder (Table 1(a)'s second
-    F-SKD row); QualNet-LM always has that teacher and Base has none, so they stay unmarked."""
-    return f"{method} +Dec" if variant == "dec" and method not in ("qualnet-lm", "base") else method
+    F-SKD row). A method that distils no teacher features (Base) or always needs that teacher (QualNet-LM,
+    its class's ``teacher_variant``) stays unmarked; a teacher run is marked by its own variant."""
+    if variant != "dec":
+        return method
+    if method == "teacher":
+        return "teacher +Dec"
+    cls = find_distiller_class(method)
+    marked = cls is not None and cls.needs_teacher and cls.teacher_variant != "dec"
+    return f"{method} +Dec" if marked else method
 
 
 def method_name(method: str) -> str:
-    return METHOD_NAMES.get(method, method)
+    """How the paper writes a method (its class's ``paper_name``), for figures and tables."""
+    if method == "teacher":
+        return "HR teacher"
+    cls = find_distiller_class(method)
+    return cls.paper_name if cls is not None and cls.paper_name else method
+
+
+def row_order(row: str) -> tuple[int, str]:
+    """A table row's place in the paper's order: teachers, the methods by their classes' ``table_order``, then
+    the ``+Dec`` rows (Table 1(a) ends with F-SKD +Dec); rows of methods fskd does not know go last."""
+    if row.startswith("teacher"):
+        return (row != "teacher", row)
+    method, dec = row.removesuffix(" +Dec"), row.endswith(" +Dec")
+    cls = find_distiller_class(method)
+    return ((1000 if dec else 10) + (cls.table_order if cls is not None else 900), row)
 
 
 def _rows(table: str, dataset: str, metric: str, setting: str, variant: str,
@@ -152,7 +170,3 @@ def paper_rows(dataset: str, metric: str, setting: str, family: str) -> dict[tup
             if (p.dataset, p.metric, p.setting, FAMILIES[p.variant]) == (dataset, metric, setting, family)}
 
 
-def paper_value(dataset: str, metric: str, setting: str, variant: str, method: str, scale: str) -> float | None:
-    """The paper's percentage for one cell, or ``None`` when the paper has no such number."""
-    rows = paper_rows(dataset, metric, setting, FAMILIES[variant])
-    return rows.get((row_label(method, variant), scale))

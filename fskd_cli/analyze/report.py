@@ -30,6 +30,7 @@ from .. import __version__
 from ..core.checkpoint import load_checkpoint
 from ..core.errors import FskdError
 from ..core.io import write_text
+from ..core.outputs import check_replaceable, starts_with_text
 from ..core.results import check_results_csv, read_setting
 from ..core.runs import RunSetting
 from ..core.scale import Scale
@@ -96,13 +97,9 @@ def _check_page(out: Path) -> Path:
 def _refuse_foreign(out: Path, md_path: Path) -> None:
     """Replace only an earlier report: an existing page (``out``, or its ``.md`` twin) must carry fskd's
     "Written ... by fskd" line, and the table files (``NAME_table.md/.csv``) may exist only beside such a page."""
-    if out.is_dir():
-        raise FskdError(f"{out}: is a folder; --out names the page (.md or .html)")
     pages = [p for p in dict.fromkeys((out, md_path)) if p.exists()]
-    for page in pages:
-        with open(page, "rb") as f:
-            if b" by fskd " not in f.read(4096):
-                raise FskdError(f"{page}: exists and is not an `fskd report` page; choose another --out")
+    for page in dict.fromkeys((out, md_path)):
+        check_replaceable(page, lambda p: starts_with_text(p, " by fskd ", 4096), "report")
     table = md_path.with_name(md_path.stem + "_table")
     for existing in (table.with_suffix(".md"), table.with_suffix(".csv")):
         if existing.exists() and not pages:

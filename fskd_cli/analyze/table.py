@@ -29,14 +29,13 @@ from typing import Any
 import pandas as pd
 
 from ..core.errors import FskdError
-from ..core.io import write_csv, write_text
+from ..core.io import make_dirs, write_csv, write_text
+from ..core.outputs import check_replaceable, starts_with_text
 from ..core.results import OLD_RESULT_FIELDS, read_setting
 from ..core.scale import Scale
 from .paired import MINUS, Comparison, against
-from .paper import DEC_NOTE, FAMILIES, FAMILY_NAMES, PAPER_EVAL, PAPER_EVAL_HOW, TABLES, paper_rows, row_label
+from .paper import DEC_NOTE, FAMILIES, FAMILY_NAMES, PAPER_EVAL, PAPER_EVAL_HOW, TABLES, paper_rows, row_label, row_order
 
-# rows in the paper's order: Table 1(a) is Base, FitNet, RKD, F-SKD, then QualNet-LM and its F-SKD
-ROW_ORDER = ["teacher", "teacher +Dec", "base", "fitnet", "norm-kd", "rkd", "a-skd", "f-skd", "qualnet-lm", "f-skd +Dec"]
 SCALE_ORDER = [s.value for s in Scale] + ["avg"]
 SCALE_NAMES = {"avg": "Average"}
 HEADLINE_METRICS = ("accuracy", "rank1")  # the paper's tables: verification/classification accuracy, rank-1
@@ -89,7 +88,7 @@ def results_table(results: Path, out: Path, *, metric: str | None = None, datase
             csv_rows += cells
     md = "\n\n".join(tables) + "\n"
     _refuse_foreign(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    make_dirs(out.parent)
     write_text(out.with_suffix(".md"), md)
     write_csv(out.with_suffix(".csv"), csv_rows, CSV_FIELDS)
     return md
@@ -196,10 +195,6 @@ def _group_order(group: tuple[str, str]) -> tuple[bool, str]:
     return (setting != "single", family)
 
 
-def row_order(row: str) -> tuple[int, str]:
-    return (ROW_ORDER.index(row) if row in ROW_ORDER else len(ROW_ORDER), row)
-
-
 def scale_order(s: str) -> tuple[int, str]:
     return (SCALE_ORDER.index(s) if s in SCALE_ORDER else len(SCALE_ORDER), s)
 
@@ -295,10 +290,8 @@ def _versus_cells(c: Comparison | None) -> dict[str, Any]:
 
 def _refuse_foreign(out: Path) -> None:
     """Replace only tables fskd wrote: the Markdown has its "over runs" caption, the CSV its header."""
-    md, table_csv = out.with_suffix(".md"), out.with_suffix(".csv")
-    for path, mark in ((md, "over runs"), (table_csv, CSV_MARK)):
-        if path.is_dir() or (path.exists() and mark not in path.read_text(encoding="utf-8", errors="replace")[:8192]):
-            raise FskdError(f"{path}: exists and is not a table `fskd analyze table` wrote; choose another --out")
+    for path, mark in ((out.with_suffix(".md"), "over runs"), (out.with_suffix(".csv"), CSV_MARK)):
+        check_replaceable(path, lambda p, mark=mark: starts_with_text(p, mark), "analyze table")
 
 
 def _other_metrics(ds: str, setting: str, family: str, rows: pd.DataFrame) -> tuple[str, list[dict[str, Any]]]:

@@ -1,5 +1,6 @@
 """The ``fskd`` command: a thin Typer app over the stages. Each subcommand parses typed options and
-calls one stage function; a user mistake (:class:`FskdError`) is printed as one line, exit code 2."""
+calls one stage function; a user mistake (:class:`FskdError`) is printed as one line, exit code 2; a run
+stopped by SIGTERM or SIGUSR1 (:class:`Stopped`) one line, exit code 75 (see :mod:`fskd_cli.core.stop`)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from typer.core import TyperGroup
 from .. import __version__
 from ..core.errors import FskdError
 from ..core.guard import last_checkpoint
+from ..core.stop import EXIT_STOPPED, Stopped
 from .analyze import analyze_app
 from .evaluate import eval_command
 from .prepare import prepare_app
@@ -74,7 +76,8 @@ def _root(version: Annotated[bool, typer.Option("--version", callback=_print_ver
 
 
 def main() -> None:
-    """Run the app; a user's mistake or a write fault is one line (exit 2), Ctrl-C one line (exit 130).
+    """Run the app; a user's mistake or a write fault is one line (exit 2), Ctrl-C one line (exit 130), a
+    training run stopped by SIGTERM or SIGUSR1 one line after its checkpoint (exit 75).
 
     Any other exception is a bug and keeps its traceback: nothing else is caught here.
     """
@@ -84,6 +87,9 @@ def main() -> None:
     except FskdError as e:
         err.print(f"[bold red]error:[/] {escape(' '.join(str(e).split()))}")
         sys.exit(2)
+    except Stopped as e:
+        err.print(f"[yellow]stopped[/]{escape(str(e).removeprefix('stopped'))}")
+        sys.exit(EXIT_STOPPED)
     except ClickException as e:  # a bad option value or an unknown command: one line too
         if type(e).__name__ == "NoArgsIsHelpError":
             print(e.ctx.get_help() if e.ctx else e.format_message())

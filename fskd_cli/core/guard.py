@@ -22,7 +22,8 @@ import yaml
 
 from .. import __version__
 from .errors import FskdError
-from .io import write_yaml
+from .io import check_writable, make_dirs, write_yaml
+from .lock import LOCK, FolderLock, hold_folder
 
 MARKER = ".fskd.yaml"
 #: ``core.io.atomic_path`` names its temp files ``.NAME.PID.XXXXXXXX.tmp`` (mkstemp's 8 random characters).
@@ -33,15 +34,18 @@ _last_checkpoint: Path | None = None
 
 
 def claim_output(folder: str | os.PathLike, kind: str, options: dict[str, Any] | None = None,
-                 force: bool = False) -> None:
+                 force: bool = False, hold: bool = False) -> FolderLock | None:
     """Make ``folder`` ours for a ``kind`` run with ``options``, or raise FskdError saying why not.
 
     ``options=None`` means the caller does not pin options (they are neither compared nor changed).
     With ``force`` the checks are skipped and the marker is rewritten; no existing file is removed.
+    ``hold``: take the folder's writer lock (:mod:`.lock`) before anything is written there, even with
+    ``force``, and return it; a folder in use by a live fskd process is refused naming it.
     """
     folder = Path(folder)
-    if folder.exists() and not folder.is_dir():
+    if os.path.exists(folder) and not os.path.isdir(folder):
         raise FskdError(f"{folder}: is a file, not a folder; give --out a folder")
+    check_writable(folder, folder=True)
     try:
         recorded = read_claim(folder)
     except FskdError:
@@ -51,23 +55,27 @@ def claim_output(folder: str | os.PathLike, kind: str, options: dict[str, Any] |
     if not force:
         if recorded is not None:
             _check_same_run(folder, recorded, kind, options)
-        elif folder.is_dir() and any(folder.iterdir()):
+        elif folder.is_dir() and any(p.name != LOCK for p in folder.iterdir()):  # a lock file alone claims nothing
             raise FskdError(f"{folder}: not empty and not written by fskd (holds {_first_entries(folder)}); "
                             "choose an empty folder or use --force")
     if options is None:
         options = (recorded or {}).get("options") or {}
+    make_dirs(folder)
+    lock = hold_folder(folder) if hold else None
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except (FileExistsError, NotADirectoryError):
-        raise FskdError(f"{folder}: a parent of this folder is a file") from None
-    sweep_temp_files(folder)
-    write_yaml(folder / MARKER, {"kind": kind, "fskd_version": __version__, "options": _plain(options)})
+        sweep_temp_files(folder)  # the lock file is not a temp file: it stays
+        write_yaml(folder / MARKER, {"kind": kind, "fskd_version": __version__, "options": _plain(options)})
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
+    return lock
 
 
 def read_claim(folder: str | os.PathLike) -> dict[str, Any] | None:
     """The marker fskd left in ``folder`` (kind, fskd_version, options), or None when it has none."""
     marker = Path(folder) / MARKER
-    return _read_marker(marker) if marker.is_file() else None
+    return _read_marker(marker) if os.path.isfile(marker) else None
 
 
 def inside(root: str | os.PathLike, path: str | os.PathLike) -> Path:
@@ -164,7 +172,7 @@ def _read_marker(marker: Path) -> dict[str, Any]:
 
 
 def _first_entries(folder: Path) -> str:
-    names = sorted(p.name + ("/" if p.is_dir() else "") for p in folder.iterdir())
+    names = sorted(p.name + ("/" if p.is_dir() else "") for p in folder.iterdir() if p.name != LOCK)
     shown = ", ".join(names[:_SHOWN])
     return shown + (f", ... {len(names) - _SHOWN} more" if len(names) > _SHOWN else "")
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from .errors import FskdError
 from .guard import claim_output
-from .io import atomic_path
+from .io import atomic_path, check_writable
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -24,9 +24,10 @@ if TYPE_CHECKING:
 def check_output_file(path: str | Path, option: str) -> Path:
     """``path`` as a file fskd may write: not a folder, and no parent of it a file (one line otherwise)."""
     path = Path(path)
-    if path.is_dir():
+    if os.path.isdir(path):  # os.path: a name too long is left to check_writable, which says so
         raise FskdError(f"{path}: is a folder; {option} names a file")
     _check_parents(path, option)
+    check_writable(path)  # a name too long, a read-only or forbidden folder
     return path
 
 
@@ -34,7 +35,7 @@ def check_output_folder(path: str | Path, option: str = "--out", force: bool = F
     """``path`` as a folder fskd may write into, created if needed (one line when it is a file); ``force`` writes
     into a folder fskd did not make (never deleting what is there)."""
     path = Path(path)
-    if path.exists() and not path.is_dir():
+    if os.path.exists(path) and not os.path.isdir(path):
         raise FskdError(f"{path}: is a file; {option} names a folder")
     _check_parents(path, option)
     claim_output(path, "analysis", force=force)  # a user's non-empty folder is refused unless --force
@@ -68,5 +69,5 @@ def starts_with_text(path: Path, mark: str, limit: int = 8192) -> bool:
 
 def _check_parents(path: Path, option: str) -> None:
     for parent in path.parents:
-        if parent.exists() and not parent.is_dir():
+        if os.path.exists(parent) and not os.path.isdir(parent):
             raise FskdError(f"{path}: {parent} is a file, not a folder ({option})")

@@ -4,6 +4,8 @@
 with a status), ``images/hr/...`` and ``images/x2|x4|x8/...`` (same relative paths), and
 ``pairs.csv`` for 1:1 sets. :class:`DatasetWriter` writes it; :func:`read_manifest` and
 :func:`read_meta` read it back and fail with one line naming the file when it is not there or wrong.
+:func:`check_source` is what a run or an eval calls first: an in-place set's records must still be the
+ones prepare read.
 """
 
 from __future__ import annotations
@@ -24,9 +26,10 @@ from PIL import Image
 from .. import __version__
 from ..core.errors import FskdError
 from ..core.guard import inside
-from ..core.io import append_csv, atomic_path, write_csv, write_yaml
+from ..core.io import append_csv, atomic_path, make_dirs, write_csv, write_yaml
 from ..core.scale import LR_FACTORS
 from .degrade import degrade_uint8
+from .readers.recordio import check_parts
 
 TASKS = ("train", "verification", "identification", "classification")
 STATUSES = ("ok", "center", "no_face", "unreadable", "too_small", "wrong_size", "skipped")
@@ -117,7 +120,7 @@ class DatasetWriter:
         for row in [*resume_rows, *self._journal_rows()]:
             if row.source and (row.status not in USABLE or self._files_exist(row.path)):
                 self._done[row.source] = row
-        self.out.mkdir(parents=True, exist_ok=True)
+        make_dirs(self.out)
 
     def _journal_rows(self) -> list[Row]:
         if not self.journal.exists():
@@ -179,7 +182,10 @@ class DatasetWriter:
             "image_size": self.image_size,
             "channels": 3,
             "colour": "RGB",
-            "scales": [1] if self.in_place else [1, *self.scales],
+            "scales": [1] if self.in_place else [1, *self.scales],  # on disk (an in-place set writes no image)
+            # what a stage makes from HR with the degradation below when asked (none for native-size sets)
+            "scales_made_on_the_fly": [s for s in LR_FACTORS if self.in_place or s not in self.scales]
+            if self.image_size else [],
             "degradation": {"interpolation": self.interpolation, "antialias": self.antialias,
                             "method": "downsample by the scale, then resize back to the HR size"},
             "num_classes": len({r.label for r in ok if r.label >= 0}),
@@ -218,6 +224,19 @@ def read_meta(root: str | os.PathLike) -> dict[str, Any]:
     if not isinstance(meta, dict) or "task" not in meta:
         raise FskdError(f"{path}: not an fskd meta.yaml (no 'task' key)")
     return meta
+
+
+def check_source(root: str | os.PathLike) -> list[str]:
+    """Check that the images of the dataset at ``root`` are still the ones ``fskd prepare`` read; return notes.
+
+    Only an in-place set can change under fskd (its records stay in the user's ``.rec``): one replaced since
+    prepare is refused with one line naming the file and what changed (see
+    :func:`~.readers.recordio.check_parts`). A set of image files needs no check: fskd wrote them.
+    """
+    meta = read_meta(root)
+    if not meta.get("in_place"):
+        return []
+    return check_parts(meta.get("records"), Path(root) / "meta.yaml")
 
 
 def read_manifest(root: str | os.PathLike, *, split: str | None = None, ok_only: bool = True) -> list[Row]:

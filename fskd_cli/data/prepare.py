@@ -22,14 +22,16 @@ from typing import Any
 import numpy as np
 import torch
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from ..core.errors import FskdError
 from ..core.guard import claim_output, first_difference, read_claim
-from ..core.io import write_faults
+from ..core.io import check_writable, write_faults
 from .manifest import JOURNAL, USABLE, DatasetWriter, Row, identities_without_image, read_manifest, read_meta
 from .prepare_options import COMMON_OPTIONS, DETECT_OPTIONS, parse_scales
 from .readers import READERS, Item, Reader, Source, UnreadableImage
+from .readers.recordio import same_records
 
 COLOUR_NOTE = "RGB throughout; the F-SKD authors' released code read images with OpenCV, in BGR order"
 CLAIM_KIND = "prepare"
@@ -54,10 +56,11 @@ def prepare_dataset(kind: str, src: Path | None, out: Path, *, force: bool = Fal
         raise ValueError(f"`{kind}` reads {'no SRC' if reader.src_help is None else 'a SRC'}, got src={src!r}")
     src = None if src is None else Path(src)
     out = Path(out)
+    check_writable(out, folder=True)  # a doomed --out is refused before the source is read
     record = _recorded_options(kind, src, reader, opts)
     with write_faults(out):  # a read-only folder or a full disk: one line naming the file
         source = _read(reader, src, opts)
-        reuse = _claim(out, record, force)
+        reuse = _claim(out, record, force, stale=_records_changed(out, source))
         items = source.items if reader.limits or not opts["limit"] else source.items[: opts["limit"]]
         aligner = _aligner(source, opts, device)
         writer = _writer(out, kind, source, src, opts, record, aligner, resume_rows=read_manifest(out, ok_only=False)
@@ -103,11 +106,12 @@ def _read(reader: Reader, src: Path | None, opts: dict[str, Any]) -> Source:
     return reader.read(src, reader.kind, **own, **({"limit": opts["limit"]} if reader.limits else {}))
 
 
-def _claim(out: Path, record: dict[str, Any], force: bool) -> bool:
+def _claim(out: Path, record: dict[str, Any], force: bool, stale: bool = False) -> bool:
     """Claim ``out`` for this run; return whether earlier work there (same options) may be reused.
 
     Without ``force`` a folder that is not fskd's, or holds a run with other options, is refused. With
-    ``force`` the earlier run's manifest and journal go (fskd's own files only): this run starts over.
+    ``force``, or when the in-place records it was prepared from have changed (``stale``), the earlier
+    run's manifest and journal go (fskd's own files only): this run starts over.
     A finished set whose identities ``prepare holdout`` split is not prepared again over that split.
     """
     try:
@@ -117,6 +121,10 @@ def _claim(out: Path, record: dict[str, Any], force: bool) -> bool:
     claim_output(out, CLAIM_KIND, record, force=force)
     ours = before is not None and before.get("kind") == CLAIM_KIND
     reuse = ours and not force and first_difference(before.get("options") or {}, record) is None
+    if reuse and stale:
+        console.print(f"[yellow]note:[/] the records {escape(str(out))} was prepared from have changed since; "
+                      "preparing it again from the start", highlight=False, soft_wrap=True)
+        reuse = False
     if reuse and (out / "meta.yaml").exists() and "holdout" in read_meta(out):
         raise FskdError(f"{out}: its identities were split by `fskd prepare holdout`; preparing it again would undo "
                         "that split: use --force to start over")
@@ -126,6 +134,23 @@ def _claim(out: Path, record: dict[str, Any], force: bool) -> bool:
             for name in ("manifest.csv", "pairs.csv", "meta.yaml"):
                 (out / name).unlink(missing_ok=True)
     return reuse
+
+
+def _records_changed(out: Path, source: Source) -> bool:
+    """Whether the in-place records of ``source`` differ from those ``out``'s finished set was prepared from.
+
+    Its rows (labels read from the records) would then be stale: reusing them would bless a replaced ``.rec``.
+    A set of image files, or one not finished, has nothing to compare; an unreadable meta.yaml counts as changed.
+    """
+    if not source.meta.get("in_place") or not (out / "meta.yaml").is_file():
+        return False
+    try:
+        before = read_meta(out).get("records")
+    except FskdError:
+        return True
+    now = source.meta["records"]
+    return not (isinstance(before, list) and len(before) == len(now) and all(
+        isinstance(b, dict) and same_records(b.get("fingerprint"), n["fingerprint"]) for b, n in zip(before, now, strict=True)))
 
 
 def _writer(out: Path, kind: str, source: Source, src: Path | None, opts: dict[str, Any], record: dict[str, Any],
@@ -177,12 +202,18 @@ def _pairs_and_counts(pairs: list[tuple[str, str, int]] | None, rows: Sequence[R
 
 
 def _report(meta: dict[str, Any], rows: Sequence[Row], src: Path | None, out: Path) -> None:
-    """Warn about identities left with no usable image; a set with no usable image at all is an error."""
+    """Note LR scales asked for but not written, warn about identities left with no usable image; a set with no
+    usable image at all is an error."""
     counts = meta["counts"]
     if not any(counts.get(status) for status in USABLE):
         bad = ", ".join(f"{k} {v}" for k, v in counts.items() if k not in ("rows", "splits", "identities_without_image"))
         raise FskdError(f"{src or meta['name']}: none of its {counts['rows']} images is usable ({bad}); "
                         f"the reason of each is in {out / 'manifest.csv'}")
+    asked = [s for s in meta["prepare"]["scales"] if s not in meta["scales"]] if meta.get("in_place") else []
+    if asked:
+        console.print(f"[yellow]note:[/] an in-place set writes no image: its {', '.join(f'{s}x' for s in asked)} LR "
+                      "copies are made on the fly when a stage needs them (meta.yaml: scales_made_on_the_fly)",
+                      highlight=False, soft_wrap=True)
     lost = identities_without_image(rows)
     if lost:
         shown = ", ".join(lost[:3]) + (f" and {len(lost) - 3} more" if len(lost) > 3 else "")

@@ -32,6 +32,10 @@ class Distiller(nn.Module):
     needs_teacher = True
     wants_teacher_checkpoint = False
     summary = ""  # one line for ``fskd distill --help``
+    # what tables, figures and comparisons say about the method (one place: analyze reads these)
+    paper_name = ""  # how the paper writes it ("F-SKD"); empty: the registry name
+    table_order = 100  # its row among the methods of the paper's tables (smaller first)
+    teacher_variant: str | None = None  # a teacher it always needs ("dec": QualNet's decoder), so rows need no mark
 
     @classmethod
     def tap_layers(cls, model: nn.Module) -> list[str]:
@@ -79,6 +83,12 @@ def create_distiller(name: str, student_shapes: Sequence[torch.Size], teacher_sh
     cls = get_distiller_class(name)
     check_options(cls.__init__, options, f"method {name!r}", skip=("student_shapes", "teacher_shapes"))
     return cls(student_shapes, teacher_shapes, **options)
+
+
+def find_distiller_class(name: str) -> type[Distiller] | None:
+    """The registered class of ``name``, or None (results may name methods of another installation)."""
+    _import_all()
+    return _DISTILLERS.get(name)
 
 
 def get_distiller_class(name: str) -> type[Distiller]:

@@ -35,6 +35,7 @@ class ASKD(Distiller):
     """Options: ``reduction`` (``sum`` over the maps, as the A-SKD code; or ``mean``)."""
 
     summary = "attention similarity KD (Shin et al. 2022): cosine between CBAM attention maps"
+    paper_name, table_order = "A-SKD", 50
 
     @classmethod
     def tap_layers(cls, model: nn.Module) -> list[str]:

@@ -12,6 +12,7 @@ from . import Distiller, register_distiller
 @register_distiller("base")
 class Base(Distiller):
     summary = "no distillation: the student learns from its task loss alone (the paper's Base)"
+    paper_name, table_order = "Base", 10
     needs_teacher = False
 
     def forward(self, student: list[torch.Tensor], teacher: list[torch.Tensor], batch: dict[str, Any]) -> torch.Tensor:

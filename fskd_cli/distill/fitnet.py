@@ -23,6 +23,7 @@ from . import Distiller, register_distiller
 @register_distiller("fitnet")
 class FitNet(Distiller):
     summary = "FitNet hints (Romero et al. 2014): L2 between whole feature maps, via 1x1 hint layers"
+    paper_name, table_order = "FitNet", 20
 
     def __init__(self, student_shapes: Sequence[torch.Size], teacher_shapes: Sequence[torch.Size],
                  weight: float = 1.0, hint_layers: bool | None = None) -> None:

@@ -25,6 +25,7 @@ def cosine_distance(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tenso
 @register_distiller("f-skd")
 class FSKD(Distiller):
     summary = "feature similarity KD (the paper, Eq. 3): 1 - cosine between teacher and student features"
+    paper_name, table_order = "F-SKD", 60
 
     def forward(self, student: list[torch.Tensor], teacher: list[torch.Tensor], batch: dict[str, Any]) -> torch.Tensor:
         per_block = [cosine_distance(s, t).mean() for s, t in zip(student, teacher, strict=True)]

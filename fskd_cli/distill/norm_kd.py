@@ -17,6 +17,7 @@ from . import Distiller, register_distiller
 @register_distiller("norm-kd")
 class NormKD(Distiller):
     summary = "only the norm of the features (the paper's Table 4 ablation)"
+    paper_name, table_order = "Norm-KD", 30
 
     def forward(self, student: list[torch.Tensor], teacher: list[torch.Tensor], batch: dict[str, Any]) -> torch.Tensor:
         per_block = []

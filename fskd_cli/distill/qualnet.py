@@ -135,6 +135,7 @@ class QualNetLM(Distiller):
 
     summary = "QualNet-LM (Kim et al. 2021): the student's code, through the teacher's decoder, gives the HR image"
     needs_teacher = False
+    paper_name, table_order, teacher_variant = "QualNet-LM", 70, "dec"
     wants_teacher_checkpoint = True
 
     @classmethod

@@ -72,6 +72,7 @@ class RKD(Distiller):
     """Options: ``distance_weight`` (25), ``angle_weight`` (50), ``normalize`` (false); see the module docstring."""
 
     summary = "relational KD (Park et al. 2019): distances and angles between embeddings"
+    paper_name, table_order = "RKD", 40
 
     @classmethod
     def tap_layers(cls, model: nn.Module) -> list[str]:

@@ -8,22 +8,33 @@ Every result row says what made it: a non-default variant of the protocol is par
 column (``agedb[authors]``, ``agedb[cross-res]``), so rows of different protocols are never averaged
 together by ``fskd analyze table``. LR test images are made from HR with the run's own training
 degradation unless ``lr_source='disk'`` (:class:`~.embed.LowRes`); the eval JSON records which.
+An eval first checks that an in-place set's records are still those prepared (``data.manifest.check_source``),
+and holds its outputs in the run's ``eval/`` folder while it writes them: one eval of a benchmark at a scale
+at a time (others of the same run go on beside it).
 """
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
+from rich.console import Console
+from rich.markup import escape
+
 from ..core.errors import FskdError
+from ..core.guard import read_claim
+from ..core.lock import FolderLock, hold_folder
 from ..core.results import check_results_csv
 from ..core.scale import Scale, one_factor
+from ..data.manifest import check_source
 from .benchmarks import BENCHMARKS
 from .classification import classification_accuracy
 from .inputs import Evaluation
 from .pairs import verification_stage
 from .search import identification_stage
 
+console = Console(stderr=True)
 # option -> the tasks it applies to
 _OPTION_TASKS = {
     "protocol": ("verification",),
@@ -57,14 +68,37 @@ def evaluate_benchmark(benchmark: str, ckpt: str | Path, *, scale: Scale = Scale
                    split=split is not None)
     factor = one_factor(scale)
     results = check_results_csv(results)
+    for note in check_source(data):  # an in-place set whose .rec was replaced is refused here
+        console.print(f"[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
     common = {"dataset": benchmark if default_data else Path(data).name, "scale": factor, "results": results,
               "device": device, "batch_size": batch_size, "benchmark": benchmark, "lr_source": lr_source}
-    if task == "verification":
-        return verification_stage(ckpt, data, protocol=protocol or "insightface", cross_resolution=cross_resolution,
-                                  scores_csv=scores_csv, roc_png=roc_png, **common)
-    if task == "identification":
-        return identification_stage(ckpt, data, cross_resolution=cross_resolution, flip=flip, cmc_png=cmc_png, **common)
-    return classification_stage(ckpt, data, split=split or "test", **common)
+    with _hold_eval_output(ckpt, common["dataset"], factor) or nullcontext():
+        if task == "verification":
+            return verification_stage(ckpt, data, protocol=protocol or "insightface", cross_resolution=cross_resolution,
+                                      scores_csv=scores_csv, roc_png=roc_png, **common)
+        if task == "identification":
+            return identification_stage(ckpt, data, cross_resolution=cross_resolution, flip=flip, cmc_png=cmc_png,
+                                        **common)
+        return classification_stage(ckpt, data, split=split or "test", **common)
+
+
+def _hold_eval_output(ckpt: str | Path, dataset: str, scale: int) -> FolderLock | None:
+    """The lock on what this eval writes in the run's ``eval/`` folder (the JSON and figures of ``dataset`` at
+    ``scale``): one such eval at a time, while evals of other benchmarks or scales of the run go on beside it.
+
+    Only a folder fskd wrote (a run, an imported teacher) gets one, so nothing is written beside a checkpoint
+    that turns out not to load; the loader says what is wrong with a missing one.
+    """
+    ckpt = Path(ckpt)
+    run = ckpt if ckpt.is_dir() else ckpt.parent
+    try:
+        ours = ckpt.exists() and read_claim(run) is not None
+    except FskdError:  # a damaged marker: not a folder to write into first
+        ours = False
+    if not ours:
+        return None
+    return hold_folder(run / "eval", f"fskd eval of {dataset} at scale {scale}", "wait for it to finish",
+                       name=f".{dataset}_x{scale}.lock")
 
 
 def _check_options(benchmark: str, task: str, **given: bool) -> None:

@@ -17,14 +17,16 @@ from typing import Any
 import numpy as np
 import torch
 from rich.console import Console
+from rich.markup import escape
 from torch import nn
 
 from ..core.checkpoint import Checkpoint, load_checkpoint, rng_state, set_rng_state
 from ..core.config import RESUME_SAFE_KEYS, RunConfig, resume_changes
 from ..core.errors import FskdError
+from ..core.lock import check_free
 from ..core.preprocess import Preprocess
 from ..core.scale import Scale
-from ..data.manifest import Row, fingerprint, read_manifest, read_meta
+from ..data.manifest import Row, check_source, fingerprint, read_manifest, read_meta
 from ..distill import Distiller, create_distiller, get_distiller_class
 from ..inference.model import load_weights
 from ..models import create_model
@@ -171,7 +173,7 @@ def build_run(cfg: RunConfig, out: str | Path, kind: str, *, resume: bool = Fals
     dist = Dist.from_env()
     device = dist.device(cfg.device)
     seed_everything(cfg.seed, cfg.train.deterministic)
-    meta, rows, num_classes = _training_data(cfg)
+    meta, rows, num_classes = _training_data(cfg, dist.main)
     scales = cfg.distill.scale.factors if kind == "student" else (1,)
     schedule = Schedule.from_config(cfg, len(rows))
     if cfg.train.batch_size % dist.world_size:
@@ -205,20 +207,32 @@ def build_run(cfg: RunConfig, out: str | Path, kind: str, *, resume: bool = Fals
 
 
 def _check_out(out: Path, resume: bool, force: bool) -> None:
-    ckpt = out / "checkpoint.pt"
+    """``--out`` as this run may use it: a folder, not in use by a live fskd run (whatever ``force`` says)."""
     if out.exists() and not out.is_dir():
         raise FskdError(f"{out}: is a file, not a folder; give --out a folder")
+    check_free(out)
+    check_checkpoint(out, resume, force)
+
+
+def check_checkpoint(out: Path, resume: bool, force: bool) -> None:
+    """A checkpoint in ``out`` to ``resume``, or none unless ``force``: checked before the build, and again once
+    the folder is held (a run that ended in the meantime has left its checkpoint there)."""
+    ckpt = out / "checkpoint.pt"
     if resume and not ckpt.exists():
         raise FskdError(f"{ckpt}: nothing to resume")
     if ckpt.exists() and not resume and not force:
         raise FskdError(f"{ckpt}: exists; pass --resume to continue it, --force to start over, or choose another --out")
 
 
-def _training_data(cfg: RunConfig) -> tuple[dict[str, Any], list[Row], int]:
-    """meta.yaml and the training split's manifest rows (no image is read)."""
+def _training_data(cfg: RunConfig, main: bool) -> tuple[dict[str, Any], list[Row], int]:
+    """meta.yaml and the training split's manifest rows (no image is read; an in-place set's records are checked
+    against their fingerprint on every process, each of which may see other files; ``main`` prints the notes)."""
     meta = read_meta(cfg.data.path)
     if meta["task"] not in ("train", "classification"):
         raise FskdError(f"{cfg.data.path}: a {meta['task']} set; training needs a train or classification set")
+    for note in check_source(cfg.data.path):
+        if main:
+            console.print(f"[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
     rows = read_manifest(cfg.data.path, split=cfg.data.train_split)
     if not rows:
         raise FskdError(f"{Path(cfg.data.path) / 'manifest.csv'}: no usable images in split {cfg.data.train_split!r}")

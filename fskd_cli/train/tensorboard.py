@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import FskdError
+from ..core.io import make_dirs
 
 INSTALL = 'pip install -e ".[tensorboard]"'
 # log row keys -> scalar tags; any other numeric key (an eval metric such as "agedb_x8_accuracy") goes under eval/
@@ -27,7 +28,7 @@ class TensorBoardLogger:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
             raise FskdError(f"train.tensorboard: true needs the tensorboard package; install it with {INSTALL}") from None
-        self.log_dir = Path(log_dir)
+        self.log_dir = make_dirs(log_dir)
         self.writer = SummaryWriter(log_dir=str(self.log_dir))
 
     def on_log(self, row: dict[str, Any]) -> None:

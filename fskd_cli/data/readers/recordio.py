@@ -14,10 +14,14 @@ Images there are already aligned to 112 x 112, so no detection runs.
 A set may come as several ``.rec`` files (parts) in one folder. ``fskd prepare rec --in-place`` writes
 no image: its manifest rows point at records (``rec:PART:KEY``, see :func:`record_path`) and
 :class:`RecordImages` reads them at training time, one open file per process, by the ``.idx`` offsets.
+Such a set trusts files it did not write, so each part is fingerprinted at prepare (:func:`source_fingerprint`)
+and checked when a run or an eval starts (:func:`check_parts`): a replaced ``.rec`` would otherwise train on
+images whose labels no longer match.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import struct
@@ -42,6 +46,9 @@ _PART = struct.Struct("<II")
 _LENGTH_MASK = (1 << 29) - 1
 WHOLE, FIRST, MIDDLE, LAST = 0, 1, 2, 3
 RECORD_PREFIX = "rec:"  # manifest paths of an in-place set: rec:PART:KEY
+SAMPLED = 64  # records hashed into a part's fingerprint, spread evenly over its index
+_WINDOW = 16 * 1024  # bytes hashed from each sampled record's offset (a 112px JPEG record is 5 to 10 KB)
+_FINGERPRINT_KEYS = ("size", "mtime_ns", "idx_sha256", "records_sha256", "sampled")
 
 
 class RecordError(Exception):
@@ -317,6 +324,106 @@ def parse_record_path(path: str) -> tuple[int, int]:
     return int(part), int(key)
 
 
+def source_fingerprint(rec: Path, idx: Path) -> dict[str, Any]:
+    """What tells a part's files apart, cheaply: the ``.rec``'s size and modification time, the SHA-256 of its
+    ``.idx``, and a SHA-256 over :data:`SAMPLED` records spread over the index (each one's index line and the
+    first 16 KiB of the ``.rec`` from its offset): about 1 MiB read, whatever the size of the set."""
+    try:
+        stat, index = rec.stat(), idx.read_bytes()
+        sampled, digest = _sample_digest(rec, index)
+    except OSError as e:
+        raise FskdError(f"{e.filename or rec}: cannot read ({e.strerror})") from None
+    return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "idx_sha256": hashlib.sha256(index).hexdigest(),
+            "records_sha256": digest, "sampled": sampled}
+
+
+def _sample_digest(rec: Path, index: bytes) -> tuple[int, str]:
+    """``(number sampled, SHA-256)`` of the records of :func:`_sampled_lines`: each one's line and its bytes."""
+    lines = _sampled_lines(index)
+    digest = hashlib.sha256()
+    fd = os.open(rec, os.O_RDONLY)
+    try:
+        for line, offset in lines:
+            digest.update(line + b"\n" + os.pread(fd, _WINDOW, offset))
+    finally:
+        os.close(fd)
+    return len(lines), digest.hexdigest()
+
+
+def _sampled_lines(index: bytes) -> list[tuple[bytes, int]]:
+    """``(line, offset)`` of up to :data:`SAMPLED` index lines: those at evenly spaced bytes, first to last.
+
+    Found by byte position, not by splitting the index into lines: with a 490,000-line index (CASIA's size)
+    and a 400 MB ``.rec``, a whole check took 25 ms this way and 0.4 s splitting the lines.
+    """
+    found: dict[int, tuple[bytes, int]] = {}
+    for i in range(SAMPLED):
+        at = round(i * (len(index) - 1) / (SAMPLED - 1))
+        start = index.rfind(b"\n", 0, at) + 1
+        end = index.find(b"\n", start)
+        line = index[start:end if end >= 0 else len(index)].strip()
+        words = line.split()
+        if len(words) >= 2 and words[1].isdigit():  # an index fskd accepted has only such lines, and blank ones
+            found[start] = (line, int(words[1]))
+    return list(found.values())
+
+
+def same_records(recorded: Any, now: dict[str, Any]) -> bool:
+    """Whether a ``recorded`` fingerprint names the same files as ``now``, their modification time aside."""
+    return isinstance(recorded, dict) and all(recorded.get(k) == now[k] for k in _FINGERPRINT_KEYS if k != "mtime_ns")
+
+
+def check_parts(parts: Any, meta_file: Path) -> list[str]:
+    """Check the parts of an in-place set (``meta.yaml``'s ``records``) against their fingerprints from prepare.
+
+    A part whose size, index or sampled records differ is refused (FskdError naming the file and what
+    changed): the manifest's labels would no longer match its images. A new modification time alone (a
+    ``touch``, a copy that did not keep it) is a note, as is a set prepared before fingerprints were kept.
+    Returns the notes.
+    """
+    if not isinstance(parts, list) or not all(isinstance(p, dict) and {"rec", "idx"} <= set(p) for p in parts):
+        raise FskdError(f"{meta_file}: an in-place set needs 'records' (a list of rec/idx)")
+    notes = []
+    for part in parts:
+        rec, idx = Path(part["rec"]), Path(part["idx"])
+        for path in (rec, idx):
+            require_exists(path, f"the records of the in-place set {meta_file.parent} (moved?)")
+        if "fingerprint" not in part:
+            notes.append(f"{meta_file.parent}: prepared before fskd fingerprinted in-place records, so a replaced "
+                         ".rec cannot be told; prepare it again to have its records checked")
+            continue
+        try:
+            notes += _compare(rec, idx, part["fingerprint"], meta_file)
+        except OSError as e:
+            raise FskdError(f"{e.filename or rec}: cannot read ({e.strerror})") from None
+    return list(dict.fromkeys(notes))
+
+
+def _compare(rec: Path, idx: Path, recorded: Any, meta_file: Path) -> list[str]:
+    """One part against its ``recorded`` fingerprint: cheapest first (size, index, then the sampled records)."""
+    root = meta_file.parent
+    if not isinstance(recorded, dict) or not set(_FINGERPRINT_KEYS) <= set(recorded):
+        raise FskdError(f"{meta_file}: the fingerprint of {rec.name} is not one fskd wrote; prepare {root} again")
+
+    def changed(path: Path, what: str) -> FskdError:
+        return FskdError(f"{path}: changed since `fskd prepare` read it into {root} ({what}); the manifest's labels "
+                         f"would no longer match its images: put the original back, or prepare {root} again")
+
+    size = rec.stat().st_size
+    if size != recorded["size"]:
+        raise changed(rec, f"{recorded['size']} bytes then, {size} now")
+    index = idx.read_bytes()
+    if hashlib.sha256(index).hexdigest() != recorded["idx_sha256"]:
+        raise changed(idx, "another index: its keys or offsets differ")
+    sampled, digest = _sample_digest(rec, index)
+    if digest != recorded["records_sha256"]:
+        raise changed(rec, f"same size, but records differ among the {sampled} sampled")
+    if rec.stat().st_mtime_ns != recorded["mtime_ns"]:
+        return [f"{rec}: its modification time changed since prepare, but its size, index and {sampled} sampled "
+                "records are the same; used as it is"]
+    return []
+
+
 def _items(part: int, records: RecordFile, in_place: bool, several: bool) -> list[Item]:
     """The items of one part; ``several``: image names carry the part, as keys repeat across parts."""
     items = []
@@ -348,8 +455,8 @@ def read_rec(src: Path, kind: str, in_place: bool = False) -> Source:
         raise FskdError(f"{parts[0][0]}: no image records")
     meta: dict[str, Any] = {"records": str(parts[0][0]) if len(parts) == 1 else [str(rec) for rec, _ in parts]}
     if in_place:
-        meta = {"in_place": True, "records": [{"rec": str(rec.resolve()), "idx": str(idx.resolve())}
-                                              for rec, idx in parts]}
+        meta = {"in_place": True, "records": [{"rec": str(rec.resolve()), "idx": str(idx.resolve()),
+                                               "fingerprint": source_fingerprint(rec, idx)} for rec, idx in parts]}
     return Source(task="train", faces="aligned", items=items, meta=meta)
 
 
