@@ -306,7 +306,7 @@ def main() -> None:
     import torch
 
     print(f"torch {torch.__version__}, device {a.device}, batch {a.batch}, {a.repeats} alternating rounds of "
-          f"{a.steps} steps after {a.warmup} warm-up, {a.scale}x, amp {a.amp}, fskd LR {a.degrade}, loader workers {a.workers}, "
+          f"{a.steps} steps after {a.warmup} warm-up, x{a.scale}, amp {a.amp}, fskd LR {a.degrade}, loader workers {a.workers}, "
           f"threads {a.threads or torch.get_num_threads()}, load average {os.getloadavg()[0]:.2f}")
     for model_name in a.models.split(","):
         times, mem, flops = measure(model_name, a)

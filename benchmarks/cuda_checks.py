@@ -76,12 +76,13 @@ def losses(ckpt: Path) -> list[float]:
 
 def check_bf16_teacher_distill_eval(root: Path) -> None:
     """A bf16 teacher run, a bf16 F-SKD student, and the student's eval at 4x, all on the GPU."""
+    from fskd_cli.core.scale import Scale
     from fskd_cli.evaluate.stage import evaluate_benchmark
 
     teacher, student = teacher_and_student(root, "bf16")
     for ckpt in (teacher, student):
         assert losses(ckpt) and all(np.isfinite(losses(ckpt))), losses(ckpt)
-    res = evaluate_benchmark("digits", student, scale=4, data=root / "digits", results=root / "results.csv",
+    res = evaluate_benchmark("digits", student, scale=Scale.x4, data=root / "digits", results=root / "results.csv",
                              device="cuda")
     assert 0.0 <= res["metrics"]["accuracy"] <= 1.0, res
     _check_bf16_step_dtypes()

@@ -12,6 +12,7 @@ import torch
 from conftest import assert_one_line_error, build_face_runs, run_cli
 
 from fskd_cli.core.errors import FskdError
+from fskd_cli.core.scale import Scale
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -76,11 +77,11 @@ def test_attention_figure_hr_teacher_beside_lr_students(faces, tmp_path):
 def test_attention_stage_random_faces_and_block_choice(faces, tmp_path):
     from fskd_cli.analyze.attention import analyze_attention
 
-    res = analyze_attention(study(faces, tmp_path, scale=4), n_images=3, block=2)
+    res = analyze_attention(study(faces, tmp_path, scale=Scale.x4), n_images=3, block=2)
     rows = rows_of(tmp_path / "attention.csv")
     assert len(res["images"]) == 3 and {r["block"] for r in rows} == {"B2"} and {r["attention"] for r in rows} == {"squared"}
     with pytest.raises(FskdError, match="--block must be 1..4, got 5"):
-        analyze_attention(study(faces, tmp_path, scale=4), block=5)
+        analyze_attention(study(faces, tmp_path, scale=Scale.x4), block=5)
     from fskd_cli.analyze.features import open_study
 
     with pytest.raises(FskdError, match="a student checkpoint .* but a teacher checkpoint is needed"):
@@ -202,7 +203,7 @@ def test_report_gathers_tables_evals_and_figures(faces, tmp_path):
     figs = tmp_path / "att"
     from fskd_cli.analyze.attention import analyze_attention
 
-    analyze_attention(study(faces, figs, scale=4), n_images=2)
+    analyze_attention(study(faces, figs, scale=Scale.x4), n_images=2)
     runs = [faces["teacher"].parent, faces["student"].parent]
     out = tmp_path / "rep" / "report.md"
     r = run_cli("report", *runs, "--results", results, "--figures", figs, "--out", out)

@@ -194,7 +194,7 @@ def test_native_size_sets_get_no_synthetic_lr(tmp_path):
     meta = (data / "meta.yaml").read_text().replace("image_size: 48", "image_size: null")
     (data / "meta.yaml").write_text(meta)
     assert PairDataset(data, "train", (1,), cache=False).made == ()
-    with pytest.raises(FskdError, match=r"meta.yaml: a set of native low-resolution images .* no 8x copies"):
+    with pytest.raises(FskdError, match=r"meta.yaml: a set of native low-resolution images .* no x8 copies"):
         PairDataset(data, "train", (1, 8), cache=False)
 
 

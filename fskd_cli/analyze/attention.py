@@ -27,10 +27,10 @@ from ..data.manifest import Row, read_manifest
 from ..models.tap import FeatureTap
 from .features import Member, Study
 from .figures import attention_grid
+from .options import ATTENTION_KINDS
 from .paper import method_name
 from .stats import nonfinite_warning
 
-ATTENTION_KINDS = ("squared", "signed")
 CSV_FIELDS = ["image", "model", "input", "block", "attention", "raw_min", "raw_max"]
 
 

@@ -190,7 +190,7 @@ def difference_figure(comparisons: dict[tuple[str, str], Comparison], path: Path
                         color="black", markersize=4, capsize=4, linewidth=1.2, zorder=4)
         else:
             ax.text(i + 0.18, 0.0, f"n = {len(d)}\nnot possible", fontsize=7, ha="center", va="bottom", color="0.3")
-    ax.set_xticks(range(len(comparisons)), [f"{method_name(m)}\n{SCALE_NAMES.get(s, f'{s}x')}" for m, s in comparisons])
+    ax.set_xticks(range(len(comparisons)), [f"{method_name(m)}\n{SCALE_NAMES.get(s, f'x{s}')}" for m, s in comparisons])
     ax.set_xlim(-0.6, len(comparisons) - 0.4)
     ax.set_ylabel(f"{g.headline} {MINUS} {method_name(baseline)}" + (" (points)" if k == 100.0 else ""))
     ax.set_title(f"{g.dataset} ({g.setting}-resolution): paired by seed", fontsize=10)

@@ -19,11 +19,13 @@ from ..core.device import resolve_device
 from ..core.errors import FskdError
 from ..core.outputs import check_output_folder
 from ..core.runs import RunSetting
-from ..core.scale import Scale
+from ..core.scale import LR_SCALES, Scale
 from ..data.manifest import Row, check_source, read_manifest
 from ..inference.lowres import LowRes, batches
 from ..inference.model import ReadyModel, load_model
 from ..models.tap import FeatureTap
+
+_LR_NAMES = ", ".join(s.value for s in LR_SCALES[:-1]) + f" or {LR_SCALES[-1].value}"  # 2, 4 or 8
 
 
 @dataclass(frozen=True)
@@ -68,7 +70,7 @@ class Study:
 
 
 def open_study(students: list[Path], *, teacher: Path | None = None, data: str | None = None,
-               scale: Scale | str | int | None = None, out: Path | None = None, split: str | None = "default",
+               scale: Scale | None = None, out: Path | None = None, split: str | None = "default",
                device: str = "auto", lr_source: str = "degrade", what: str = "analysis", force: bool = False) -> Study:
     """Load the students and their teacher; fill what was not given from the first student's checkpoint.
 
@@ -106,18 +108,17 @@ def _teacher(s_cks: list[Checkpoint], given: Path | None) -> Checkpoint:
     return load_checkpoint(given, kind="teacher")
 
 
-def _scale(s_cks: list[Checkpoint], given: Scale | str | int | None) -> int:
+def _scale(s_cks: list[Checkpoint], given: Scale | None) -> int:
     """The LR factor the students are shown: ``--scale``, else the one they were all trained at."""
     if given is None:
         trained = {ck.scale for ck in s_cks}
-        if len(trained) > 1 or Scale.multi in trained or Scale.x1 in trained:
+        if len(trained) > 1 or not trained <= set(LR_SCALES):
             names = ", ".join(sorted(s.value for s in trained))
-            raise FskdError(f"--scale: the students were trained at {names}; give the LR scale to compare at (2, 4 or 8)")
+            raise FskdError(f"--scale: the students were trained at {names}; give the LR scale to compare at ({_LR_NAMES})")
         given = trained.pop()
-    parsed = Scale.parse(given)
-    if parsed.factors[0] not in (2, 4, 8) or parsed is Scale.multi:
-        raise FskdError(f"--scale must be 2, 4 or 8, got {parsed.value}")
-    return parsed.factors[0]
+    if given not in LR_SCALES:
+        raise FskdError(f"--scale must be {_LR_NAMES}, got {given.value}")
+    return given.factors[0]
 
 
 def _label_students(s_cks: list[Checkpoint]) -> list[Member]:

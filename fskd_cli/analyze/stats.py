@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from scipy import stats
 
-T_TESTS = ("welch", "paired")
+from .options import T_TESTS
 
 
 def t_test(teacher: np.ndarray, student: np.ndarray, kind: str = "welch") -> tuple[float, float]:

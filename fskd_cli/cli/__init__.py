@@ -20,7 +20,7 @@ from .analyze import analyze_app
 from .evaluate import eval_command
 from .prepare import prepare_app
 from .report import report_command
-from .train import distill_command, train_teacher_command
+from .train import DistillCommand, TrainTeacherCommand, distill_command, train_teacher_command
 from .use import embed_command, export_command, import_teacher_command, verify_command
 
 try:  # typer >= 0.17 vendors click; older releases use click itself
@@ -47,13 +47,13 @@ app = typer.Typer(
     "Stages talk through files: prepare -> train-teacher -> distill -> eval -> analyze.\n\n"
     "Example: fskd prepare digits && fskd train-teacher --recipe recipes/digits-demo.yaml",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
 )
 USE = "Use a trained model"
 app.add_typer(prepare_app, name="prepare")
-app.command("train-teacher")(train_teacher_command)
-app.command("distill")(distill_command)
+app.command("train-teacher", cls=TrainTeacherCommand)(train_teacher_command)
+app.command("distill", cls=DistillCommand)(distill_command)
 app.command("eval")(eval_command)
 app.add_typer(analyze_app, name="analyze")
 app.command("report")(report_command)

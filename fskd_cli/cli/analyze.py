@@ -7,7 +7,6 @@ data and its scale (options override), and the figures go to ``runs/NAME/analysi
 
 from __future__ import annotations
 
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -15,30 +14,22 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from ..analyze.options import ATTENTION_KINDS, T_TESTS
 from ..core.device import DEVICE_HELP
-from ..core.scale import Scale
-from .evaluate import LrSource
+from ..core.scale import LR_SCALES, LR_SOURCES, Scale
+from .choices import one_of
 
 analyze_app = typer.Typer(help="Feature statistics, figures and tables (paper Section 3.3, Figures 3-5, Tables 1-5).",
                           no_args_is_help=True)
 console = Console(stderr=True)
 
 
-class TTest(StrEnum):
-    welch = "welch"
-    paired = "paired"
-
-
-class Attention(StrEnum):
-    squared = "squared"
-    signed = "signed"
-
-
 Students = Annotated[list[Path], typer.Option("--ckpt", help="Student checkpoint(s) (see LR images); repeat for several "
                                                              "(distilled from one teacher).")]
 Teacher = Annotated[Path | None, typer.Option(help="Teacher checkpoint (sees HR images; default: the students' own).")]
 Data = Annotated[str | None, typer.Option(help="Prepared dataset folder (default: the first student's training set).")]
-ScaleOpt = Annotated[Scale | None, typer.Option(help="The LR scale: 2, 4 or 8 (default: the students' training scale).")]
+ScaleOpt = Annotated[one_of(LR_SCALES) | None, typer.Option(
+    help="The LR scale: 2, 4 or 8 (default: the students' training scale).")]
 Out = Annotated[Path | None, typer.Option(help="Folder for the CSV and PNG files (default: runs/NAME/analysis beside "
                                                "the first student).")]
 Split = Annotated[str | None, typer.Option(help="Manifest split; 'all' for every usable image (default: the student's "
@@ -47,17 +38,18 @@ Images = Annotated[int, typer.Option(min=0, help="Random images to use (paper Fi
 Seed = Annotated[int, typer.Option(help="Seed of the random image choice.")]
 Force = Annotated[bool, typer.Option(help="Write into an --out folder fskd did not make (files of the same names are "
                                           "replaced; nothing else is deleted).")]
-LrSourceOpt = Annotated[LrSource, typer.Option(help="LR images: degrade (from HR, as each student was trained) or disk.")]
+LrSourceOpt = Annotated[one_of(LR_SOURCES), typer.Option(
+    help="LR images: degrade (from HR, as each student was trained) or disk.")]
 Device = Annotated[str, typer.Option(help=DEVICE_HELP)]
 
 
 def _study(ckpt: list[Path], teacher: Path | None, data: str | None, scale: Scale | None, out: Path | None,
-           split: str | None, device: str, lr_source: LrSource, force: bool):
+           split: str | None, device: str, lr_source: str, force: bool):
     from ..analyze.features import open_study
 
     chosen = "default" if split is None else None if split == "all" else split
     study = open_study(ckpt, teacher=teacher, data=data, scale=scale, out=out, split=chosen, device=device,
-                       lr_source=lr_source.value, force=force)
+                       lr_source=lr_source, force=force)
     for note in study.notes:
         console.print(f"[yellow]note:[/] {escape(note)}", soft_wrap=True)
     return study
@@ -73,8 +65,9 @@ def _done(res: dict, more: str = "") -> None:
 @analyze_app.command("norms")
 def norms(ckpt: Students, teacher: Teacher = None, data: Data = None, scale: ScaleOpt = None, out: Out = None,
           split: Split = None, images: Images = 1000, seed: Seed = 0,
-          test: Annotated[TTest, typer.Option(help="welch (unpaired, paper Eq. 5) or paired (same images).")] = TTest.welch,
-          lr_source: LrSourceOpt = LrSource.degrade, device: Device = "auto",
+          test: Annotated[one_of(T_TESTS), typer.Option(help="welch (unpaired, paper Eq. 5) or paired (same images).")
+                          ] = T_TESTS[0],
+          lr_source: LrSourceOpt = LR_SOURCES[0], device: Device = "auto",
           force: Force = False) -> None:
     """Per-block feature norms, teacher-HR vs student-LR, t-test per block, box plot (paper Figure 4).
 
@@ -84,8 +77,7 @@ def norms(ckpt: Students, teacher: Teacher = None, data: Data = None, scale: Sca
     from ..analyze.stats import format_p, parse_p
 
     study = _study(ckpt, teacher, data, scale, out, split, device, lr_source, force)
-    res = analyze_norms(study, n_images=images, seed=seed,
-                        test=test.value)
+    res = analyze_norms(study, n_images=images, seed=seed, test=test)
     for r in res["summary"]:
         console.print(f"{r['model']:>12} {r['block']}: mean {float(r['mean']):9.3f}  {format_p(parse_p(r['p']))}".rstrip())
     _done(res)
@@ -93,7 +85,7 @@ def norms(ckpt: Students, teacher: Teacher = None, data: Data = None, scale: Sca
 
 @analyze_app.command("correlation")
 def correlation(ckpt: Students, teacher: Teacher = None, data: Data = None, scale: ScaleOpt = None, out: Out = None,
-                split: Split = None, images: Images = 1000, seed: Seed = 0, lr_source: LrSourceOpt = LrSource.degrade,
+                split: Split = None, images: Images = 1000, seed: Seed = 0, lr_source: LrSourceOpt = LR_SOURCES[0],
                 device: Device = "auto", force: Force = False) -> None:
     """Per-block pixel-level Pearson r, teacher-HR vs student-LR features, scatter plot (paper Figure 5).
 
@@ -116,10 +108,10 @@ def attention(ckpt: Students, teacher: Teacher = None, data: Data = None, scale:
                                                                     "(overrides --images).")] = None,
               seed: Seed = 0,
               block: Annotated[int, typer.Option(help="Block whose features are shown (paper Figure 3: 1).", min=1)] = 1,
-              kind: Annotated[Attention, typer.Option("--attention", help=(
+              kind: Annotated[one_of(ATTENTION_KINDS), typer.Option("--attention", help=(
                   "squared: mean over channels of squared activations, L2-normalised (the authors' helper; Figure 3); "
-                  "signed: the plain channel mean."))] = Attention.squared,
-              lr_source: LrSourceOpt = LrSource.degrade, device: Device = "auto", force: Force = False) -> None:
+                  "signed: the plain channel mean."))] = ATTENTION_KINDS[0],
+              lr_source: LrSourceOpt = LR_SOURCES[0], device: Device = "auto", force: Force = False) -> None:
     """Self-attention maps of block 1, normalised to [0, 1], over the faces, HR teacher and LR students side by side
     (paper Figure 3).
 
@@ -128,7 +120,7 @@ def attention(ckpt: Students, teacher: Teacher = None, data: Data = None, scale:
     from ..analyze.attention import analyze_attention
 
     study = _study(ckpt, teacher, data, scale, out, split, device, lr_source, force)
-    res = analyze_attention(study, n_images=images, seed=seed, images=image, block=block, kind=kind.value)
+    res = analyze_attention(study, n_images=images, seed=seed, images=image, block=block, kind=kind)
     _done(res, f" ({len(res['images'])} faces)")
 
 

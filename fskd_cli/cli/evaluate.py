@@ -1,9 +1,9 @@
 """``fskd eval BENCHMARK``: evaluate a checkpoint at one scale; write runs/NAME/eval/*.json (+ a ROC or
-CMC PNG) and append one row per metric to results.csv. The logic is in :mod:`fskd_cli.evaluate.stage`."""
+CMC PNG) and append one row per metric to results.csv. The logic is in :mod:`fskd_cli.evaluate.stage`; the
+benchmarks, protocols and LR sources offered are the stage's own (:mod:`fskd_cli.evaluate.benchmarks`)."""
 
 from __future__ import annotations
 
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -11,30 +11,28 @@ import typer
 from rich.console import Console
 
 from ..core.device import DEVICE_HELP
-from ..core.scale import Scale
+from ..core.scale import LR_SOURCES, SINGLE_SCALES, Scale
+from ..evaluate.benchmarks import BENCHMARKS, PROTOCOLS
+from .choices import one_of
 
 console = Console(stderr=True)
 
-
-class Benchmark(StrEnum):
-    digits = "digits"
-    svhn = "svhn"
-    verification = "verification"
-    agedb = "agedb"
-    lfw = "lfw"
-    cfp_fp = "cfp-fp"
-    identification = "identification"
-    tinyface = "tinyface"
+Benchmark = one_of(BENCHMARKS)
+Protocol = one_of(PROTOCOLS)
+LrSource = one_of(LR_SOURCES)
+OneScale = one_of(SINGLE_SCALES)
+# how the help names a task, and what a benchmark of that task with no default data folder takes
+_TASKS = {"verification": "1:1", "identification": "1:N"}
+_ANY_SET = {"verification": "any set with pairs.csv", "identification": "any set with probe/gallery/distractor roles"}
 
 
-class VerificationProtocol(StrEnum):
-    insightface = "insightface"
-    authors = "authors"
-
-
-class LrSource(StrEnum):
-    degrade = "degrade"
-    disk = "disk"
+def _benchmarks_help() -> str:
+    """The benchmarks by task, from the stage's table: ``digits, svhn (classification); verification (any set with
+    pairs.csv), agedb, lfw, cfp-fp (1:1); ...``."""
+    by_task: dict[str, list[str]] = {}
+    for name, (task, folder) in BENCHMARKS.items():
+        by_task.setdefault(task, []).append(name if folder else f"{name} ({_ANY_SET.get(task, '--data needed')})")
+    return "; ".join(f"{', '.join(names)} ({_TASKS.get(task, task)})" for task, names in by_task.items()) + "."
 
 
 PROTOCOL_HELP = (
@@ -51,19 +49,17 @@ LR_SOURCE_HELP = (
 
 def eval_command(
     benchmark: Annotated[Benchmark, typer.Argument(
-        metavar="BENCHMARK",
-        help="digits | svhn (classification); verification (any set with pairs.csv), agedb, lfw, cfp-fp (1:1); "
-             "identification (any set with probe/gallery/distractor roles), tinyface (1:N).")],
+        metavar="BENCHMARK", help=_benchmarks_help())],
     ckpt: Annotated[Path, typer.Option(help="Checkpoint (a run's checkpoint.pt or its folder).")],
-    scale: Annotated[Scale, typer.Option(help="Resolution of the test images: 1 (HR, or TinyFace's native), 2, 4 or 8.")
+    scale: Annotated[OneScale, typer.Option(help="Resolution of the test images: 1 (HR, or TinyFace's native), 2, 4 or 8.")
                      ] = Scale.x1,
     data: Annotated[str | None, typer.Option(help="Prepared dataset folder (default: data/<benchmark>; "
                                                   "required for verification/identification).")] = None,
-    protocol: Annotated[VerificationProtocol | None, typer.Option(help=PROTOCOL_HELP)] = None,
+    protocol: Annotated[Protocol | None, typer.Option(help=PROTOCOL_HELP)] = None,
     cross_resolution: Annotated[bool, typer.Option(
         "--cross-resolution", help="Verification: left image HR, right image LR at --scale. Identification: "
                                    "gallery HR, probes LR. (Default: both at --scale, the paper's protocol.)")] = False,
-    lr_source: Annotated[LrSource, typer.Option(help=LR_SOURCE_HELP)] = LrSource.degrade,
+    lr_source: Annotated[LrSource, typer.Option(help=LR_SOURCE_HELP)] = LR_SOURCES[0],
     save_scores: Annotated[Path | None, typer.Option(
         help="Verification: write left,right,same,fold,score per pair to this CSV.")] = None,
     roc: Annotated[Path | None, typer.Option(help="Verification: ROC PNG (default: beside the eval JSON).")] = None,
@@ -82,10 +78,9 @@ def eval_command(
     from ..evaluate.stage import evaluate_benchmark
 
     payload = evaluate_benchmark(
-        benchmark.value, ckpt, scale=scale, data=data, results=results,
-        protocol=protocol.value if protocol else None, cross_resolution=cross_resolution, scores_csv=save_scores,
-        roc_png=roc, cmc_png=cmc, flip=flip, split=split, device=device, batch_size=batch_size,
-        lr_source=lr_source.value)
+        benchmark, ckpt, scale=scale, data=data, results=results, protocol=protocol, cross_resolution=cross_resolution,
+        scores_csv=save_scores, roc_png=roc, cmc_png=cmc, flip=flip, split=split, device=device, batch_size=batch_size,
+        lr_source=lr_source)
     console.print(f"[green]{payload['run']}[/] {payload['dataset']} x{payload['scale']}: "
                   + ", ".join(f"{k} {v:.4f}" for k, v in payload["metrics"].items()))
     console.print(f"{payload['json']}" + "".join(f", {payload[k]}" for k in ("roc_png", "cmc_png", "scores_csv")

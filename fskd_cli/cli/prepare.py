@@ -3,6 +3,9 @@
 Each reader declares its options once (``readers/reader.py``); the common ones (``--scales``,
 ``--workers``, ...) are declared once in ``data/prepare_options.py``. Here they become Typer
 parameters, so a new reader is a new subcommand with no edit in this file.
+
+The readers import numpy, cv2 and PIL (not torch), so their subcommands are built the first time one is looked
+up (``fskd prepare --help``, ``fskd prepare KIND ...``), never for ``fskd --help`` or another command.
 """
 
 from __future__ import annotations
@@ -10,16 +13,18 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
+import typer.main
 from rich.console import Console
+from typer.core import TyperGroup
 
 from ..data.prepare_options import COMMON_OPTIONS, Option
-from ..data.readers import READERS, Reader
 
-prepare_app = typer.Typer(help="Turn a source data set into data/KIND (meta.yaml, manifest.csv, HR images and the "
-                          "LR copies of --scales).", no_args_is_help=True)
+if TYPE_CHECKING:
+    from ..data.readers import Reader
+
 console = Console(stderr=True)
 _KEYWORD = inspect.Parameter.KEYWORD_ONLY
 
@@ -67,8 +72,30 @@ def _command(reader: Reader) -> Callable[..., None]:
     return command
 
 
-for _reader in READERS.values():
-    prepare_app.command(_reader.kind)(_command(_reader))
+class _Kinds(TyperGroup):
+    """``fskd prepare``'s subcommands: one per registered reader (in registry order), then ``holdout``. The
+    readers' are built when a subcommand is first looked up or listed, from the registry as it is then."""
+
+    def _all(self) -> dict[str, Any]:
+        if not getattr(self, "_readers_added", False):
+            from ..data.readers import READERS
+
+            readers = typer.Typer()
+            for reader in READERS.values():
+                readers.command(reader.kind)(_command(reader))
+            self.commands = {**typer.main.get_group(readers).commands, **self.commands}
+            self._readers_added = True
+        return dict(self.commands)
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return list(self._all())
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        return self._all().get(cmd_name)
+
+
+prepare_app = typer.Typer(cls=_Kinds, help="Turn a source data set into data/KIND (meta.yaml, manifest.csv, HR images "
+                          "and the LR copies of --scales).", no_args_is_help=True)
 
 
 @prepare_app.command("holdout")

@@ -3,11 +3,14 @@
 With no options they chain: ``fskd train-teacher`` trains the default recipe's teacher (the paper's face
 settings on data/casia) into ``runs/NAME-teacher-sSEED``, and ``fskd distill --method f-skd --scale 8``
 finds it there.
+
+``--method`` takes a name of the distill registry, whose modules import torch: the registry is read when a
+method is given or completed, or ``--help`` of these two commands is shown, never for ``fskd --help`` or
+another option's error (see :mod:`.choices`).
 """
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -16,17 +19,38 @@ from rich.console import Console
 
 from ..core.config import DEFAULT_RECIPE, RESUME_SAFE_KEYS
 from ..core.scale import Scale
-from ..distill import get_distiller_class, method_summaries
+from .choices import help_with, registry_choice
 
 console = Console(stderr=True)
 
-_SUMMARIES = method_summaries()
-Method = Enum("Method", {name: name for name in _SUMMARIES}, type=str)
-TeacherMethod = Enum("TeacherMethod", {name: name for name in _SUMMARIES
-                                       if not (get_distiller_class(name).needs_teacher
-                                               or get_distiller_class(name).wants_teacher_checkpoint)}, type=str)
-_WIDTH = max(map(len, _SUMMARIES))
-METHODS_HELP = "Methods (--method):\n" + "\n".join(f"  {name:<{_WIDTH}}  {text}" for name, text in _SUMMARIES.items())
+
+def student_methods() -> list[str]:
+    """Every registered distillation method (``fskd distill --method``)."""
+    from ..distill import method_names
+
+    return method_names()
+
+
+def teacher_methods() -> list[str]:
+    """The methods a teacher run can train beside its task loss: those that need no teacher of their own."""
+    from ..distill import get_distiller_class
+
+    return [name for name in student_methods() if not (get_distiller_class(name).needs_teacher
+                                                         or get_distiller_class(name).wants_teacher_checkpoint)]
+
+
+def methods_help(names: list[str], heading: str = "Methods (--method):") -> str:
+    """``names`` with the one-line summary of each, as ``--help`` lists them."""
+    from ..distill import get_distiller_class
+
+    width = max(map(len, names))
+    return heading + "\n" + "\n".join(f"  {name:<{width}}  {get_distiller_class(name).summary}" for name in names)
+
+
+# the classes of the two commands: their --help ends with the methods they take, read from the registry then
+TrainTeacherCommand = help_with(lambda: methods_help(teacher_methods(), "Auxiliary losses (--method):"))
+DistillCommand = help_with(lambda: methods_help(student_methods()))
+
 
 Recipe = Annotated[str, typer.Option(
     "--recipe", "-r", help="Recipe: a YAML file, or the name of a packaged recipe (under fskd_cli/recipes, .yaml "
@@ -65,9 +89,10 @@ def _resolve(recipe: str, overrides: dict[str, Any], sets: list[str] | None):
 
 
 def train_teacher_command(recipe: Recipe = DEFAULT_RECIPE,
-                          method: Annotated[TeacherMethod | None, typer.Option(
-                              help="An auxiliary loss trained with the teacher; none by default. "
-                                   "Example: --method qualnet-decoder")] = None,
+                          method: Annotated[str | None, typer.Option(
+                              metavar="METHOD", help="An auxiliary loss trained with the teacher, one of those listed "
+                              "above; none by default. Example: --method qualnet-decoder",
+                              **registry_choice(teacher_methods))] = None,
                           data: Data = None,
                           out: Annotated[Path | None, typer.Option(
                               help="Run folder (default: runs/<recipe name>-teacher-s<seed>, where `fskd distill` "
@@ -83,17 +108,17 @@ def train_teacher_command(recipe: Recipe = DEFAULT_RECIPE,
     from ..train.loop import train
 
     cfg = _resolve(recipe, {**_overrides(data, seed, epochs, steps, batch_size, lr, device, workers),
-                            "distill.teacher_method": method.value if method else None}, set_)
+                            "distill.teacher_method": method}, set_)
     ckpt = train(cfg, out or default_out(cfg, "teacher"), kind="teacher", resume=resume, stop_after=stop_after,
                  force=force)
     console.print(f"[green]teacher checkpoint:[/] {ckpt}")
 
 
-def distill_command(method: Annotated[Method | None, typer.Option(
-                        help="Distillation method, one of those listed above (default: the recipe's). "
-                             "Example: --method f-skd")] = None,
-                    scale: Annotated[Scale | None, typer.Option(help="The student's input resolution: 1 (HR), 2, 4, 8 "
-                                                                     "or multi. Example: --scale 8")] = None,
+def distill_command(method: Annotated[str | None, typer.Option(
+                        metavar="METHOD", help="Distillation method, one of those listed above (default: the recipe's). "
+                                               "Example: --method f-skd", **registry_choice(student_methods))] = None,
+                    scale: Annotated[Scale | None, typer.Option(
+                        help="The student's input resolution: 1 (HR), 2, 4, 8 or multi. Example: --scale 8")] = None,
                     teacher: Annotated[Path | None, typer.Option(
                         help="Teacher checkpoint or run folder (default: the run `fskd train-teacher` writes with the "
                              "same recipe and seed). Example: --teacher runs/teacher/checkpoint.pt")] = None,
@@ -114,7 +139,7 @@ def distill_command(method: Annotated[Method | None, typer.Option(
     from ..train.loop import train
 
     o = _overrides(data, seed, epochs, steps, batch_size, lr, device, workers)
-    o.update({"distill.method": method.value if method else None, "distill.scale": scale.value if scale else None,
+    o.update({"distill.method": method, "distill.scale": scale,
               "distill.teacher": str(teacher) if teacher else None, "distill.weight": lambda_})
     cfg = _resolve(recipe, o, set_)
     if cfg.distill.teacher is None and needs_teacher(cfg):
@@ -125,5 +150,3 @@ def distill_command(method: Annotated[Method | None, typer.Option(
                  force=force)
     console.print(f"[green]student checkpoint:[/] {ckpt}")
 
-
-distill_command.__doc__ = f"{distill_command.__doc__.rstrip()}\n\n{METHODS_HELP}\n"

@@ -1,9 +1,9 @@
 """``fskd embed``, ``fskd verify``, ``fskd export`` and ``fskd import-teacher``: using a model outside the
-benchmarks. The logic is in :mod:`fskd_cli.use`; these functions parse options and print results."""
+benchmarks. The logic is in :mod:`fskd_cli.use`; these functions parse options and print results. The formats and
+architectures offered are the stage's own (:mod:`fskd_cli.use.formats`)."""
 
 from __future__ import annotations
 
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -13,44 +13,16 @@ from rich.markup import escape
 
 from ..core.device import DEVICE_HELP
 from ..core.errors import FskdError
+from ..core.scale import SINGLE_SCALES, Scale
+from ..data.prepare_options import ON_NO_FACE
+from ..use.formats import EXPORT_FORMATS, TEACHER_ARCHS, TEACHER_FORMATS
+from .choices import one_of
 
 console = Console(stderr=True)
 
-
-class ExportFormat(StrEnum):
-    onnx = "onnx"
-    torchscript = "torchscript"
-
-
-class TeacherArch(StrEnum):
-    iresnet18 = "iresnet18"
-    iresnet34 = "iresnet34"
-    iresnet50 = "iresnet50"
-    iresnet100 = "iresnet100"
-
-
-class TeacherFormat(StrEnum):
-    insightface = "insightface"
-    adaface = "adaface"
-
-
-class PhotoScale(StrEnum):
-    """The scales a photo can be seen at (multi is a training setting)."""
-
-    x1 = "1"
-    x2 = "2"
-    x4 = "4"
-    x8 = "8"
-
-
-class OnNoFace(StrEnum):
-    skip = "skip"
-    center = "center"
-
-
 Ckpt = Annotated[Path, typer.Option(help="A run folder or its checkpoint.pt (teacher, student or imported).")]
 Device = Annotated[str, typer.Option(help=DEVICE_HELP)]
-ScaleOpt = Annotated[PhotoScale | None, typer.Option(
+ScaleOpt = Annotated[one_of(SINGLE_SCALES) | None, typer.Option(
     help="Degrade the photos first, as the run's LR images were made: what a camera this many times farther "
          "away would give. Refused for --aligned crops smaller than the input: they already are low-resolution.")]
 ALIGNED_HELP = (
@@ -58,18 +30,18 @@ ALIGNED_HELP = (
     "crops such as TinyFace's), of any size: no detection. A crop of another size than the model's input "
     "(112 x 112) is resized to it bilinearly, stretched if not square, exactly as `fskd eval` resizes native-size "
     "sets, so both give the same embeddings; the output records each resize.")
-NoFaceOpt = Annotated[OnNoFace | None, typer.Option(
+NoFaceOpt = Annotated[one_of(ON_NO_FACE) | None, typer.Option(
     help="A photo where no face is found (a small or tight one): skip it (status no_face or too_small, default) or "
          "use its central crop scaled to the face template (status center), as `prepare --on-no-face` does. "
          "Not with --aligned.")]
 
 
-def _on_no_face(choice: OnNoFace | None, aligned: bool) -> str:
+def _on_no_face(choice: str | None, aligned: bool) -> str:
     """The --on-no-face value; given with --aligned it would be ignored, so it is refused."""
     if choice is not None and aligned:
         raise FskdError("--on-no-face: applies to photos that are detected and aligned here; --aligned crops are "
                         "used whole")
-    return choice.value if choice else "skip"
+    return choice or "skip"
 
 
 def embed_command(
@@ -102,7 +74,7 @@ def embed_command(
     out = check_out(out)  # before any photo is read
     photos = list_photos(sources)
     model = load_model(ckpt, device=device)
-    result = embed_images(model, photos, aligned=aligned, scale=scale.value if scale else 1, flip=flip,
+    result = embed_images(model, photos, aligned=aligned, scale=scale or Scale.x1, flip=flip,
                           batch_size=batch_size, on_no_face=no_face)
     write_embeddings(out, result)
     done, total = int(result.ok.sum()), len(result.status)
@@ -138,7 +110,7 @@ def verify_command(
     from ..use.verify import verify
 
     no_face = _on_no_face(on_no_face, aligned)
-    verdict = verify(load_model(ckpt, device=device), a, b, threshold=threshold, scale=scale.value if scale else None,
+    verdict = verify(load_model(ckpt, device=device), a, b, threshold=threshold, scale=scale,
                      aligned=aligned, on_no_face=no_face)
     for path, status in zip((verdict.a, verdict.b), verdict.status, strict=True):
         if status == "center":
@@ -148,7 +120,7 @@ def verify_command(
 
 def export_command(
     ckpt: Ckpt,
-    fmt: Annotated[ExportFormat, typer.Option("--format", help="onnx (opset 17) or torchscript.")],
+    fmt: Annotated[one_of(EXPORT_FORMATS), typer.Option("--format", help="onnx (opset 17) or torchscript.")],
     out: Annotated[Path, typer.Option(help="The file to write; FILE.json beside it describes the input.")],
 ) -> None:
     """Export the backbone (normalised [N, 3, 112, 112] -> embedding, any N), checked against PyTorch.
@@ -158,16 +130,16 @@ def export_command(
     from ..inference.model import load_model
     from ..use.export import export_model
 
-    done = export_model(load_model(ckpt, device="cpu"), fmt.value, out)
+    done = export_model(load_model(ckpt, device="cpu"), fmt, out)
     console.print(f"[green]{done.path}[/] ({done.size_bytes / 2**20:.1f} MiB) and {done.sidecar}; largest difference "
                   f"from PyTorch {done.max_abs_diff:.2e}")
 
 
 def import_teacher_command(
     weights: Annotated[Path, typer.Argument(help="insightface backbone.pth, or an AdaFace .ckpt.")],
-    arch: Annotated[TeacherArch, typer.Option(help="Depth of the network the weights are for.")],
-    fmt: Annotated[TeacherFormat, typer.Option("--format", help="insightface (arcface_torch iResNet, RGB) or "
-                                                                  "adaface (AdaFace IR, BGR).")],
+    arch: Annotated[one_of(TEACHER_ARCHS), typer.Option(help="Depth of the network the weights are for.")],
+    fmt: Annotated[one_of(TEACHER_FORMATS), typer.Option("--format", help="insightface (arcface_torch iResNet, RGB) or "
+                                                                            "adaface (AdaFace IR, BGR).")],
     out: Annotated[Path, typer.Option(help="Run folder to create, e.g. runs/adaface-ir50.")],
     force: Annotated[bool, typer.Option(help="Write into a folder fskd did not create (nothing is deleted).")] = False,
 ) -> None:
@@ -177,6 +149,6 @@ def import_teacher_command(
     """
     from ..use.import_teacher import import_teacher
 
-    path = import_teacher(weights, arch.value, fmt.value, out, force=force)
-    console.print(f"[green]{path}[/]: {arch.value} teacher from {fmt.value} weights; "
+    path = import_teacher(weights, arch, fmt, out, force=force)
+    console.print(f"[green]{path}[/]: {arch} teacher from {fmt} weights; "
                   f"use it with `fskd distill --teacher {path}`")

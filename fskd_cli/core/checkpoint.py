@@ -33,10 +33,9 @@ from .errors import FskdError
 from .guard import note_checkpoint
 from .io import atomic_path
 from .preprocess import Preprocess
-from .scale import Scale
+from .scale import INTERPOLATIONS, Scale
 
 KINDS = ("teacher", "student")
-INTERPOLATIONS = ("bilinear", "bicubic", "nearest", "area")
 
 
 @dataclass(frozen=True)

@@ -81,7 +81,7 @@ class TrainConfig:
 @dataclass
 class DistillConfig:
     method: str = "base"
-    scale: str = "4"  # 2 | 4 | 8 | multi
+    scale: Scale = Scale.x4  # 1 | 2 | 4 | 8 | multi; written as its value ("4") in YAML and checkpoints
     weight: float = 5.0  # lambda, paper Section 4.3
     teacher: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
@@ -103,7 +103,8 @@ class RunConfig:
     distill: DistillConfig = field(default_factory=DistillConfig)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Plain data for YAML and checkpoints: a scale is its value (``"4"``), as a recipe writes it."""
+        return asdict(self, dict_factory=lambda items: {k: v.value if isinstance(v, Scale) else v for k, v in items})
 
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
@@ -291,6 +292,11 @@ def _build(cls: type, data: Any, where: Callable[[str], str], prefix: str) -> An
 def _coerce(tp: Any, value: Any, where: Callable[[str], str], key: str) -> Any:
     if dataclasses.is_dataclass(tp):
         return _build(tp, value, where, key + ".")
+    if tp is Scale:
+        try:
+            return Scale.parse(value)
+        except ValueError as e:
+            raise FskdError(f"{where(key)}: {key}: {e}") from None
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         args = typing.get_args(tp)
@@ -433,10 +439,6 @@ def _validate(cfg: RunConfig, where: Callable[[str], str]) -> None:
     if any(b <= a for a, b in pairwise(t.milestones)) or any(not 0 < m <= total for m in t.milestones):
         raise FskdError(f"{where('train.milestones')}: train.milestones must be increasing and within the run "
                         f"(1..{total}), got {t.milestones}")
-    try:
-        cfg.distill.scale = Scale.parse(cfg.distill.scale).value
-    except ValueError as e:
-        raise FskdError(f"{where('distill.scale')}: distill.scale: {e}") from None
     try:
         Preprocess.from_dict(cfg.model.preprocess)
     except (TypeError, ValueError) as e:

@@ -6,15 +6,20 @@ silently runs on the CPU, and asking for a GPU that is not there is one line, no
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
 from .errors import FskdError
+
+if TYPE_CHECKING:  # torch loads when a device is resolved, not when the CLI lists DEVICE_HELP
+    import torch
 
 DEVICE_HELP = "auto (CUDA when available, else CPU), cpu, cuda or cuda:N."
 
 
 def resolve_device(name: str | torch.device = "auto") -> torch.device:
     """``auto`` -> ``cuda`` when available, else ``cpu``; anything else is checked to exist here."""
+    import torch
+
     if isinstance(name, torch.device):
         return name
     if name == "auto":

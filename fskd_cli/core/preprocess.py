@@ -9,9 +9,10 @@ evaluated in the teacher's convention, so every stage turns uint8 images into mo
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:  # torch loads where images are converted, so a recipe is checked without it
+    import torch
 
 Stat = float | tuple[float, float, float]
 
@@ -52,6 +53,8 @@ class Preprocess:
 
     def apply(self, images: torch.Tensor, device: torch.device | str = "cpu", channels_last: bool = False) -> torch.Tensor:
         """uint8 RGB images -> float input on ``device`` (the copy is made as uint8: a quarter of the bytes)."""
+        import torch
+
         x = images.to(device, non_blocking=True)
         if self.color == "bgr":
             x = x.flip(-3)
@@ -61,6 +64,8 @@ class Preprocess:
 
     @staticmethod
     def _per_channel(value: Stat, x: torch.Tensor) -> float | torch.Tensor:
+        import torch
+
         return torch.tensor(value, dtype=x.dtype, device=x.device).view(3, 1, 1) if isinstance(value, tuple) else value
 
 

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from .checkpoint import Checkpoint
+from .scale import Scale
 
 
 @dataclass(frozen=True)
@@ -21,7 +22,7 @@ class RunSetting:
     run: str  # the run's folder name
     kind: str  # teacher | student
     method: str  # the distillation method; "teacher" for a teacher run
-    scale: str  # Scale value the run was trained at ("1" for a teacher)
+    scale: Scale  # the scale the run was trained at (x1 for a teacher); its value ("4") in the eval JSON
     teacher: str | None  # the teacher checkpoint a student was distilled from
     recipe: str  # the recipe's run name
     seed: int | None
@@ -36,7 +37,7 @@ class RunSetting:
         """The setting of a loaded checkpoint (``core.checkpoint.load_checkpoint``)."""
         return cls(
             run=ck.run, kind=ck.kind, method=str(ck.method) if ck.kind == "student" else "teacher",
-            scale=ck.scale.value, teacher=ck.teacher, recipe=str(ck.config.get("name", "")), seed=ck.seed,
+            scale=ck.scale, teacher=ck.teacher, recipe=str(ck.config.get("name", "")), seed=ck.seed,
             data=ck.data, degradation=ck.degradation.to_dict(), preprocess=ck.preprocess.to_dict(),
             variant=ck.variant, backbone=_backbone(ck))
 
@@ -46,7 +47,7 @@ class RunSetting:
         return self.run if self.method in self.run else f"{self.run} ({self.method})"
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "scale": self.scale.value}
 
 
 def _backbone(ck: Checkpoint) -> str:

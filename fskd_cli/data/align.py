@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 from .landmarks import FACE_RULE, PLAUSIBILITY_RULE, implausible, select_face
+from .prepare_options import ON_NO_FACE
 
 SIZE = 112
 # insightface's five-point template for 112 x 112 crops (x, y): left eye, right eye, nose tip,
@@ -34,7 +35,6 @@ EDGE = 0.02  # a box this close to the photo's edge (share of its side) means th
 # Detection runs on a copy whose longer side is at most this; the warp reads the original.
 MAX_DETECT_SIDE = 1280
 OnNoFace = Literal["skip", "center"]
-ON_NO_FACE: tuple[str, ...] = ("skip", "center")
 
 
 def similarity_transform(src_pts: np.ndarray, dst_pts: np.ndarray) -> np.ndarray:

@@ -44,7 +44,7 @@ class PairDataset(Dataset):
         self.made = tuple(s for s in self.scales if s != 1 and s not in self.meta.get("scales", [1]))
         if self.made and not self.meta.get("image_size"):
             raise FskdError(f"{self.root / 'meta.yaml'}: a set of native low-resolution images (no image_size) has "
-                            f"no {self.made[0]}x copies to read or make; use scale 1")
+                            f"no x{self.made[0]} copies to read or make; use scale 1")
         self.degradation = {k: v for k, v in self.meta.get("degradation", {}).items() if k in ("interpolation", "antialias")}
         exact = self.degradation.get("interpolation", "bilinear") in DEVICE_EXACT
         self.read_lr = read_lr and not (self.made and lr_on_device and exact)

@@ -15,9 +15,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..core.scale import LR_FACTORS
+from ..core.scale import INTERPOLATIONS, LR_FACTORS
 
-INTERPOLATIONS = ("bilinear", "nearest", "bicubic", "area")
 # Interpolations whose LR images a training loop can make on its device from HR batches that are already
 # flipped and scaled to the network's range, and still get the files (within rounding): they are mirror-
 # symmetric (nearest is not: it keeps the first pixel of each block) and never leave the input's range

@@ -2,7 +2,8 @@
 and :func:`fskd_cli.data.prepare.prepare_dataset` fills defaults and checks values from the same ones.
 
 Options every kind takes are :data:`COMMON_OPTIONS`; a reader declares its own (see ``readers/reader.py``),
-and readers that detect faces add :data:`DETECT_OPTIONS`.
+and readers that detect faces add :data:`DETECT_OPTIONS`. It imports nothing heavy (no torch, numpy or cv2):
+the command line builds ``fskd prepare KIND --help`` from it.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import FskdError
-from ..core.scale import LR_FACTORS
-from .align import ON_NO_FACE
-from .degrade import INTERPOLATIONS
+from ..core.scale import INTERPOLATIONS, LR_FACTORS
+
+#: what the aligner does with a photo where it finds no face (``--on-no-face``)
+ON_NO_FACE: tuple[str, ...] = ("skip", "center")
 
 
 @dataclass(frozen=True)

@@ -29,23 +29,13 @@ from ..core.lock import FolderLock, hold_folder
 from ..core.results import check_results_csv
 from ..core.scale import Scale, one_factor
 from ..data.manifest import check_source
+from .benchmarks import BENCHMARKS
 from .classification import classification_accuracy
 from .inputs import Evaluation
 from .pairs import verification_stage
 from .search import identification_stage
 
 console = Console(stderr=True)
-# benchmark name -> (task, default data folder); `verification`/`identification` take any prepared set
-BENCHMARKS: dict[str, tuple[str, str | None]] = {
-    "digits": ("classification", "data/digits"),
-    "svhn": ("classification", "data/svhn"),
-    "verification": ("verification", None),
-    "agedb": ("verification", "data/agedb"),
-    "lfw": ("verification", "data/lfw"),
-    "cfp-fp": ("verification", "data/cfp-fp"),
-    "identification": ("identification", None),
-    "tinyface": ("identification", "data/tinyface"),
-}
 # option -> the tasks it applies to
 _OPTION_TASKS = {
     "protocol": ("verification",),
@@ -57,7 +47,7 @@ _OPTION_TASKS = {
 }
 
 
-def evaluate_benchmark(benchmark: str, ckpt: str | Path, *, scale: Scale | int | str = 1, data: str | Path | None = None,
+def evaluate_benchmark(benchmark: str, ckpt: str | Path, *, scale: Scale = Scale.x1, data: str | Path | None = None,
                        results: str | Path = "results.csv", protocol: str | None = None,
                        cross_resolution: bool = False, scores_csv: str | Path | None = None,
                        roc_png: str | Path | None = None, cmc_png: str | Path | None = None, flip: bool = True,
@@ -79,10 +69,11 @@ def evaluate_benchmark(benchmark: str, ckpt: str | Path, *, scale: Scale | int |
                    split=split is not None)
     factor = one_factor(scale)
     results = check_results_csv(results)
-    for note in check_source(data):  # an in-place set whose .rec was replaced is refused here
+    # the checkpoint first, then the data: the mistakes of the file named first are reported first
+    notes = [f"{ckpt}: {note}" for note in load_checkpoint(ckpt).notes]  # what an older checkpoint lacked: said
+    notes += check_source(data)  # an in-place set whose .rec was replaced is refused here
+    for note in notes:
         console.print(f"[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
-    for note in load_checkpoint(ckpt).notes:  # a field an older checkpoint lacks: said, never guessed silently
-        console.print(f"[yellow]note:[/] {escape(str(ckpt))}: {escape(note)}", highlight=False, soft_wrap=True)
     common = {"dataset": benchmark if default_data else Path(data).name, "scale": factor, "results": results,
               "device": device, "batch_size": batch_size, "benchmark": benchmark, "lr_source": lr_source}
     with _hold_eval_output(ckpt, common["dataset"], factor) or nullcontext():

@@ -36,9 +36,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..core.io import write_csv
+from .benchmarks import PROTOCOLS
 from .vectors import l2_normalise
 
-PROTOCOLS = ("insightface", "authors")
 FARS = (1e-3, 1e-4)
 SCORE_FIELDS = ["left", "right", "same", "fold", "score"]
 

@@ -25,12 +25,10 @@ from torch import nn
 from ..core.checkpoint import Degradation
 from ..core.errors import FskdError
 from ..core.preprocess import Preprocess
+from ..core.scale import LR_SOURCES
 from ..data.dataset import PairDataset, eval_batches
 from ..data.degrade import degrade_uint8_batch
 from ..data.manifest import Row
-
-LR_SOURCES = ("degrade", "disk")
-
 
 #: how a crop of another size is brought to the model's input (eval of native-size sets, ``fskd embed --aligned``)
 RESIZE = "bilinear"

@@ -115,7 +115,7 @@ class Run:
             "head_arch": {"name": cfg.model.head, "kwargs": dict(cfg.model.head_kwargs)},
             "input_size": self.model.input_size, "embedding_size": self.model.embedding_size, "config": cfg.to_dict(),
             "preprocess": self.preprocess.to_dict(), "degradation": self.degradation(), "variant": self.variant(),
-            "method": d.method, "scale": cfg.distill.scale if self.kind == "student" else "1",
+            "method": d.method, "scale": (cfg.distill.scale if self.kind == "student" else Scale.x1).value,
             "teacher": str(d.teacher_ck.path) if d.teacher_ck else None, "data_fingerprint": self.data_fingerprint,
             "total_steps": self.schedule.total_steps, "step": self.step, "epoch": self.step / self.schedule.steps_per_epoch,
             "model": self.model.state_dict(), "head": self.head.state_dict(),
@@ -145,7 +145,7 @@ def default_out(cfg: RunConfig, kind: str) -> Path:
     """Where a run goes when no ``--out`` is given: ``runs/NAME-teacher-sSEED`` or ``runs/NAME-METHOD-xSCALE-sSEED``."""
     if kind == "teacher":
         return Path("runs") / f"{cfg.name}-teacher-s{cfg.seed}"
-    return Path("runs") / f"{cfg.name}-{cfg.distill.method}-{Scale.parse(cfg.distill.scale).label}-s{cfg.seed}"
+    return Path("runs") / f"{cfg.name}-{cfg.distill.method}-{cfg.distill.scale.label}-s{cfg.seed}"
 
 
 def needs_teacher(cfg: RunConfig) -> bool:
@@ -174,7 +174,7 @@ def build_run(cfg: RunConfig, out: str | Path, kind: str, *, resume: bool = Fals
     device = dist.device(cfg.device)
     seed_everything(cfg.seed, cfg.train.deterministic)
     meta, rows, num_classes = _training_data(cfg, dist.main)
-    scales = Scale.parse(cfg.distill.scale).factors if kind == "student" else (1,)
+    scales = cfg.distill.scale.factors if kind == "student" else (1,)
     schedule = Schedule.from_config(cfg, len(rows))
     if cfg.train.batch_size % dist.world_size:
         raise FskdError(f"train.batch_size {cfg.train.batch_size} is not divisible by {dist.world_size} processes")

@@ -79,7 +79,7 @@ class Embeddings:
 
 
 @torch.inference_mode()
-def embed_crops(model: ReadyModel, crops: np.ndarray | torch.Tensor, *, scale: Scale | str | int = 1,
+def embed_crops(model: ReadyModel, crops: np.ndarray | torch.Tensor, *, scale: Scale = Scale.x1,
                 flip: bool = True) -> np.ndarray:
     """Unit embeddings ``[N, D]`` (float32) of uint8 RGB crops ``[N, S, S, 3]`` (one forward pass)."""
     crops = np.asarray(crops)

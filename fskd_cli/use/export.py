@@ -31,8 +31,8 @@ from ..core.errors import FskdError
 from ..core.io import atomic_path, write_text
 from ..core.outputs import check_replaceable
 from ..inference.model import ReadyModel
+from .formats import EXPORT_FORMATS
 
-FORMATS = ("onnx", "torchscript")
 OPSET = 17
 TOLERANCE = 1e-4  # fp32
 CHECK_IMAGES = 5  # run on this many images; traced with 2, so the dynamic batch is exercised too
@@ -50,8 +50,8 @@ class Exported:
 
 def export_model(model: ReadyModel, fmt: str, out: str | Path) -> Exported:
     """Write ``model``'s backbone to ``out`` as ``fmt``, check it, and write the sidecar JSON."""
-    if fmt not in FORMATS:
-        raise FskdError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    if fmt not in EXPORT_FORMATS:
+        raise FskdError(f"--format must be one of {', '.join(EXPORT_FORMATS)}, got {fmt!r}")
     out = Path(out)
     sidecar = out.with_name(out.name + ".json")
     # an earlier export is replaced only whole: the file and its sidecar, which says fskd wrote them
@@ -87,7 +87,7 @@ def describe(model: ReadyModel, fmt: str, out: Path) -> dict[str, Any]:
         "output": {"name": "embedding", "shape": ["N", model.embedding_size], "normalised": False,
                    "compare": "L2-normalise; fskd adds the mirror image's embedding first, then takes the cosine"},
         "model": {"arch": model.checkpoint.arch.to_dict(), "kind": model.checkpoint.kind, "run": setting.run,
-                  "method": setting.method, "scale": setting.scale, "checkpoint": str(model.checkpoint.path)},
+                  "method": setting.method, "scale": setting.scale.value, "checkpoint": str(model.checkpoint.path)},
     }
 
 

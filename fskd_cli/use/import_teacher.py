@@ -33,30 +33,24 @@ from ..core.config import DataConfig, ModelConfig, RunConfig
 from ..core.errors import FskdError
 from ..core.guard import claim_output
 from ..core.io import write_yaml
-from ..core.preprocess import Preprocess
 from ..models import create_model
 from ..models.heads import create_head
+from .formats import TEACHER_ARCHS, TEACHER_FORMATS
 
-ARCHS = {"iresnet18": 18, "iresnet34": 34, "iresnet50": 50, "iresnet100": 100}
-# format -> (fskd model name prefix, stem conv key, embedding Linear key, input convention)
-FORMATS: dict[str, tuple[str, str, str, Preprocess]] = {
-    "insightface": ("iresnet", "conv1.weight", "fc.weight", Preprocess("rgb", 127.5, 127.5)),
-    "adaface": ("adaface_ir", "input_layer.0.weight", "output_layer.3.weight", Preprocess("bgr", 127.5, 127.5)),
-}
 SHOWN = 3  # mismatched keys named in an error
 
 
 def import_teacher(weights: str | Path, arch: str, fmt: str, out: str | Path, force: bool = False) -> Path:
     """Write ``out/checkpoint.pt``: a teacher run holding ``weights`` (of ``fmt``) as an ``arch`` backbone."""
     weights, out = Path(weights), Path(out)
-    if arch not in ARCHS:
-        raise FskdError(f"--arch must be one of {', '.join(ARCHS)}, got {arch!r}")
-    if fmt not in FORMATS:
-        raise FskdError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    if arch not in TEACHER_ARCHS:
+        raise FskdError(f"--arch must be one of {', '.join(TEACHER_ARCHS)}, got {arch!r}")
+    if fmt not in TEACHER_FORMATS:
+        raise FskdError(f"--format must be one of {', '.join(TEACHER_FORMATS)}, got {fmt!r}")
     state = backbone_state(weights, fmt)
     model = build_backbone(state, weights, arch, fmt)
     claim_output(out, "import-teacher", {"weights": str(weights.resolve()), "arch": arch, "format": fmt}, force=force)
-    preprocess = FORMATS[fmt][3].to_dict()
+    preprocess = TEACHER_FORMATS[fmt][3].to_dict()
     cfg = RunConfig(name=out.name, data=DataConfig(path=""), model=ModelConfig(
         model.arch["name"], dict(model.arch["kwargs"]), head="softmax", preprocess=preprocess))
     head = create_head("softmax", model.embedding_size, 0)
@@ -88,7 +82,7 @@ def backbone_state(weights: Path, fmt: str) -> dict[str, torch.Tensor]:
 
 def build_backbone(state: dict[str, torch.Tensor], weights: Path, arch: str, fmt: str) -> nn.Module:
     """The fskd model of ``arch`` in ``fmt``'s layout, sized from ``state`` and loaded with it (checked)."""
-    prefix, stem_key, linear_key, _ = FORMATS[fmt]
+    prefix, stem_key, linear_key, _ = TEACHER_FORMATS[fmt]
     for key in (stem_key, linear_key):
         if key not in state or state[key].dim() < 2:
             raise FskdError(f"{weights}: no {key} tensor; not {fmt} weights of an iResNet (is --format right?)")
@@ -99,7 +93,7 @@ def build_backbone(state: dict[str, torch.Tensor], weights: Path, arch: str, fmt
         raise FskdError(f"{weights}: {linear_key} of shape {tuple(state[linear_key].shape)} does not fit a stem "
                         f"{width} channels wide")
     kwargs: dict[str, Any] = {"embedding_size": embedding, "base_width": width, "input_size": 16 * side}
-    model = create_model(f"{prefix}{ARCHS[arch]}", **kwargs)
+    model = create_model(f"{prefix}{TEACHER_ARCHS[arch]}", **kwargs)
     _check_keys(model, state, weights, f"{arch} ({fmt})")
     model.load_state_dict(state)
     return model.eval()

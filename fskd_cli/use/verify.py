@@ -103,9 +103,9 @@ def verify(model: ReadyModel, a: str | Path | np.ndarray, b: str | Path | np.nda
                    (a_.resized_from, b_.resized_from), describe_input(model, aligned, factor, True, on_no_face))
 
 
-def eval_threshold(model: ReadyModel, scale: str | int | None = None) -> Threshold:
+def eval_threshold(model: ReadyModel, scale: Scale | None = None) -> Threshold:
     """The cosine threshold of the run's newest usable verification eval (module docstring), or an error."""
-    wanted = Scale.parse(scale).value if scale is not None else model.setting.scale
+    wanted = scale or model.setting.scale
     folder = model.checkpoint.run_dir / "eval"
     evals = [e for e in map(_read_eval, sorted(folder.glob("*.json"))) if e is not None]
     usable = [e for e in evals if e["protocol"] == "insightface" and not e.get("cross_resolution")
