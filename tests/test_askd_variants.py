@@ -95,7 +95,7 @@ def test_cbam_parameter_layouts():
     # the F-SKD code's count: two Linear layers with biases, the 7x7 conv without, the BN's affine pair
     trainable = sum(p.numel() for p in cbam.parameters())
     assert trainable == 2 * channels * hidden + hidden + channels + 2 * 49 + 2
-    with pytest.raises(ValueError, match="cbam_variant must be one of"):
+    with pytest.raises(FskdError, match="cbam_variant must be one of"):
         CBAM(channels, variant="other")
 
 

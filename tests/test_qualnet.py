@@ -47,11 +47,11 @@ def test_irevnet_inverse_of_forward_is_the_identity(layout):
 
 
 def test_irevnet_layout_is_checked():
-    with pytest.raises(ValueError, match="stride-2"):
+    with pytest.raises(FskdError, match="stride-2"):
         IRevNet([1, 1], strides=[2, 2], channels=[24, 64])
-    with pytest.raises(FskdError, match="qualnet decoder"):
+    with pytest.raises(FskdError, match="stride-2 block"):
         QualNetDecoder(LAYER4, [1, 1], [2, 2], [24, 64])
-    with pytest.raises(ValueError, match="same"):
+    with pytest.raises(FskdError, match="same"):
         IRevNet([1, 1], strides=[2, 2, 2])
 
 

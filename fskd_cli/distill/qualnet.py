@@ -55,10 +55,7 @@ class QualNetDecoder(nn.Module):
     def __init__(self, code_shape: Sequence[int], blocks: Sequence[int], strides: Sequence[int],
                  channels: Sequence[int] | None) -> None:
         super().__init__()
-        try:
-            self.irevnet = IRevNet(blocks, strides, channels)
-        except ValueError as e:
-            raise FskdError(f"qualnet decoder: {e}") from None
+        self.irevnet = IRevNet(blocks, strides, channels)  # its layout comes from a recipe: FskdError if wrong
         self.bridge = nn.Conv2d(code_shape[0], self.irevnet.code_channels, 3, 1, 1, bias=True)
         self.image_size = code_shape[-1] * self.irevnet.downsampling
 

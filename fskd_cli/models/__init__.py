@@ -30,21 +30,13 @@ def register_model(name: str) -> Callable[[Callable[..., nn.Module]], Callable[.
     return deco
 
 
-def model_names() -> list[str]:
-    _import_all()
-    return sorted(_MODELS)
-
-
 def create_model(name: str, **kwargs: Any) -> nn.Module:
     """Build a registered backbone; it gets ``arch = {"name", "kwargs"}`` so checkpoints can rebuild it."""
     _import_all()
     if name not in _MODELS:
         raise FskdError(f"unknown model {name!r}; choose from {', '.join(sorted(_MODELS))}")
     _check_kwargs(name, _MODELS[name], kwargs)
-    try:
-        model = _MODELS[name](**kwargs)
-    except ValueError as e:  # models check their own arguments' values (kwargs come from a recipe)
-        raise FskdError(f"model {name!r}: {e}") from None
+    model = _MODELS[name](**kwargs)  # a model refuses a value of its arguments itself (FskdError: from a recipe)
     model.arch = {"name": name, "kwargs": dict(kwargs)}
     return model
 

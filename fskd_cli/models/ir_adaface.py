@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..core.errors import FskdError
 from . import register_model
 from .iresnet import DEPTHS
 
@@ -63,7 +64,7 @@ class IRAdaFace(nn.Module):
                  input_size: int = 112, dropout: float = 0.4) -> None:
         super().__init__()
         if input_size % 16:
-            raise ValueError(f"input_size must be a multiple of 16 (four stride-2 stages), got {input_size}")
+            raise FskdError(f"input_size must be a multiple of 16 (four stride-2 stages), got {input_size}")
         self.input_size, self.embedding_size = input_size, embedding_size
         self.input_layer = nn.Sequential(nn.Conv2d(3, base_width, 3, 1, 1, bias=False), nn.BatchNorm2d(base_width),
                                          nn.PReLU(base_width))

@@ -40,6 +40,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..core.errors import FskdError
 from . import register_model
 
 DEPTHS: dict[int, tuple[int, int, int, int]] = {
@@ -156,9 +157,9 @@ class CBAM(nn.Module):
     def __init__(self, channels: int, reduction: int = 16, kernel_size: int = 7, variant: str = "askd-code") -> None:
         super().__init__()
         if variant not in _GATES:
-            raise ValueError(f"cbam_variant must be one of {', '.join(CBAM_VARIANTS)}, got {variant!r}")
+            raise FskdError(f"cbam_variant must be one of {', '.join(CBAM_VARIANTS)}, got {variant!r}")
         if kernel_size < 1 or kernel_size % 2 == 0:
-            raise ValueError(f"the CBAM spatial kernel must be odd and positive (same-size output), got {kernel_size}")
+            raise FskdError(f"the CBAM spatial kernel must be odd and positive (same-size output), got {kernel_size}")
         channel, spatial = _GATES[variant]
         self.channel_gate = channel(channels, reduction)
         self.spatial_gate = spatial(kernel_size)
@@ -219,12 +220,12 @@ class IResNet(nn.Module):
                  cbam_kernel: int = 7, cbam_variant: str = "askd-code") -> None:
         super().__init__()
         if head not in ("fc", "gap"):
-            raise ValueError(f"head must be 'fc' or 'gap', got {head!r}")
+            raise FskdError(f"head must be 'fc' or 'gap', got {head!r}")
         if input_size % 16:
-            raise ValueError(f"input_size must be a multiple of 16 (four stride-2 stages), got {input_size}")
+            raise FskdError(f"input_size must be a multiple of 16 (four stride-2 stages), got {input_size}")
         last = 8 * base_width
         if head == "gap" and embedding_size not in (None, last):
-            raise ValueError(f"the gap head's embedding is the pooled layer4 output of {last} channels; "
+            raise FskdError(f"the gap head's embedding is the pooled layer4 output of {last} channels; "
                             f"got embedding_size={embedding_size} (use head='fc' for another size)")
         self.head = head
         self.input_size = input_size

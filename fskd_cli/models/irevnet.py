@@ -37,6 +37,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..core.errors import FskdError
+
 Pair = tuple[torch.Tensor, torch.Tensor]
 
 
@@ -66,13 +68,13 @@ class IRevBlock(nn.Module):
     def __init__(self, in_channels: int, width: int, stride: int, first: bool = False, mult: int = 4) -> None:
         super().__init__()
         if stride not in (1, 2):
-            raise ValueError(f"i-RevNet strides are 1 or 2, got {stride}")
+            raise FskdError(f"i-RevNet strides are 1 or 2, got {stride}")
         if stride == 2 and width != 2 * in_channels:
-            raise ValueError(f"a stride-2 block on {in_channels} channels has halves of {2 * in_channels}, not {width}")
+            raise FskdError(f"a stride-2 block on {in_channels} channels has halves of {2 * in_channels}, not {width}")
         if stride == 1 and 2 * width < in_channels:
-            raise ValueError(f"a stride-1 block cannot narrow {in_channels} channels to halves of {width}")
+            raise FskdError(f"a stride-1 block cannot narrow {in_channels} channels to halves of {width}")
         if width % mult:
-            raise ValueError(f"channels per half ({width}) must be a multiple of mult ({mult})")
+            raise FskdError(f"channels per half ({width}) must be a multiple of mult ({mult})")
         self.stride = stride
         self.pad = 2 * width - in_channels if stride == 1 else 0
         f_in = width if stride == 1 else in_channels // 2
@@ -133,10 +135,10 @@ class IRevNet(nn.Module):
         super().__init__()
         channels = list(channels) if channels is not None else default_channels(strides, in_channels)
         if not (len(blocks) == len(strides) == len(channels)) or not blocks:
-            raise ValueError(f"blocks {list(blocks)}, strides {list(strides)} and channels {channels} "
+            raise FskdError(f"blocks {list(blocks)}, strides {list(strides)} and channels {channels} "
                              "must list the same, non-zero number of stages")
         if any(b < 1 for b in blocks):
-            raise ValueError(f"every stage needs at least one block, got {list(blocks)}")
+            raise FskdError(f"every stage needs at least one block, got {list(blocks)}")
         self.blocks, self.strides, self.channels = list(blocks), list(strides), channels
         layers = []
         c = in_channels * 4  # after the input psi

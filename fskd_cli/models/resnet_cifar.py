@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..core.errors import FskdError
 from . import register_model
 
 
@@ -68,9 +69,9 @@ class ResNet32(nn.Module):
                  in_channels: int = 3) -> None:
         super().__init__()
         if len(layers) != 4:
-            raise ValueError("layers must list four stage depths")
+            raise FskdError("layers must list four stage depths")
         if block not in ("basic", "bottleneck"):
-            raise ValueError("block must be 'basic' or 'bottleneck'")
+            raise FskdError("block must be 'basic' or 'bottleneck'")
         cls = BasicBlock if block == "basic" else Bottleneck
         self.input_size = 32
         self.stem = nn.Sequential(nn.Conv2d(in_channels, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width),
