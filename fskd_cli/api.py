@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .core.scale import Scale
+from .core.scale import Scale, one_factor
 from .inference.model import ReadyModel, load_model
 from .use.embed import Embeddings, embed_images
 from .use.photos import scale_conflict
@@ -62,21 +62,24 @@ def embed(model: ReadyModel, images: Image | Sequence[Image], *, aligned: bool =
                        on_no_face=on_no_face).embeddings
 
 
-def embed_table(model: ReadyModel, images: Image | Sequence[Image], *, aligned: bool = False, scale: str | int = 1,
+def embed_table(model: ReadyModel, images: Image | Sequence[Image], *, aligned: bool = False,
+                scale: Scale | str | int = 1,
                 flip: bool = True, batch_size: int = 32, on_no_face: str = "skip") -> Embeddings:
     """:func:`embed`, with each image's name, status (ok, center, no_face, unreadable, ...), reason and resize."""
     items = [images] if isinstance(images, str | Path | np.ndarray) and np.ndim(images) != 4 else list(images)
     _check_images(items)
-    factor = _factor(scale)
+    scale = _scale(scale)
+    factor = one_factor(scale)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     if aligned and (problem := scale_conflict(items, model.input_size, factor)):
         raise ValueError(problem)
-    return embed_images(model, items, aligned=aligned, scale=factor, flip=flip, batch_size=batch_size,
+    return embed_images(model, items, aligned=aligned, scale=scale, flip=flip, batch_size=batch_size,
                         on_no_face=on_no_face, progress=False)
 
 
-def verify(model: ReadyModel, a: Image, b: Image, *, threshold: float | None = None, scale: str | int | None = None,
+def verify(model: ReadyModel, a: Image, b: Image, *, threshold: float | None = None,
+           scale: Scale | str | int | None = None,
            aligned: bool = False, on_no_face: str = "skip") -> Verdict:
     """Same person or not: ``.same``, ``.cosine``, ``.threshold`` (value and source), ``.line()``, ``.to_json()``.
 
@@ -89,10 +92,10 @@ def verify(model: ReadyModel, a: Image, b: Image, *, threshold: float | None = N
             raise ValueError(f"threshold is a cosine and lies in [-1, 1], got {threshold!r}")
         threshold = float(threshold)
     _check_images([a, b])
-    factor = _factor(scale) if scale is not None else 1
-    if aligned and (problem := scale_conflict([a, b], model.input_size, factor)):
+    scale = None if scale is None else _scale(scale)
+    if aligned and scale and (problem := scale_conflict([a, b], model.input_size, one_factor(scale))):
         raise ValueError(problem)
-    return _verify(model, a, b, threshold=threshold, scale=scale if scale is None else factor, aligned=aligned,
+    return _verify(model, a, b, threshold=threshold, scale=scale, aligned=aligned,
                    on_no_face=on_no_face)
 
 
@@ -109,11 +112,12 @@ def _check_images(items: Sequence[object]) -> None:
             raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), str(item))
 
 
-def _factor(scale: object) -> int:
-    """The one degradation factor of ``scale`` (1, 2, 4 or 8); multi is a training setting."""
+def _scale(scale: object) -> Scale:
+    """The scale a caller gives (1, 2, 4 or 8; ``4``, ``"4"``, ``"x4"`` and ``Scale.x4`` alike), parsed here, once;
+    multi is a training setting."""
     if isinstance(scale, bool) or not isinstance(scale, str | int | Scale):
         raise TypeError(f"scale must be 1, 2, 4 or 8, got {scale!r}")
     parsed = Scale.parse(scale)  # ValueError naming the choices
     if parsed is Scale.multi:
         raise ValueError("scale: multi mixes scales in training; give one of 1, 2, 4, 8")
-    return parsed.factors[0]
+    return parsed

@@ -166,7 +166,7 @@ def test_fskd_code_variant_trains_in_the_loop(tmp_path, tiny_digits):
     path.write_text(yaml.safe_dump(recipe))
     teacher = train(resolve(path), tmp_path / "t", kind="teacher", stop_after=2)
     student = train(resolve(path, {"distill.teacher": str(teacher)}), tmp_path / "s", kind="student", stop_after=2)
-    assert load_checkpoint(student)["arch"]["kwargs"]["cbam_variant"] == "fskd-code"
+    assert load_checkpoint(student).arch.kwargs["cbam_variant"] == "fskd-code"
     rows = (tmp_path / "s" / "log.csv").read_text().splitlines()[1:]
     assert len(rows) == 2 and all(0 < float(r.split(",")[5]) < 5.0 * 2 for r in rows)  # a mean of 1 - cos: <= 2
     recipe["distill"]["options"] = {"variant": "askd-code"}

@@ -149,7 +149,7 @@ def test_a_scale_is_parsed_once_and_written_as_its_value(tmp_path):
     with pytest.raises(FskdError, match="--scale: multi"):
         one_factor(Scale.multi)
     assert (Scale.x4.label, Scale.multi.label) == ("x4", "multi")
-    with pytest.raises(FskdError, match="scale: scale must be one of"):
+    with pytest.raises(ValueError, match="scale must be one of"):  # a Python mistake: the error Python users expect
         api.embed(None, [], scale="3")  # the API is an edge: it parses what it is given before anything runs
 
 

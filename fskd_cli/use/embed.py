@@ -22,7 +22,6 @@ UTF-8 is written with its non-ASCII bytes and ``%`` percent-encoded (``%FF``), a
 from __future__ import annotations
 
 import csv
-import errno
 import io
 import json
 import os
@@ -41,7 +40,7 @@ import torch.nn.functional as F
 from rich.progress import Progress
 
 from ..core.errors import FskdError
-from ..core.io import write_atomic
+from ..core.io import check_writable, write_atomic
 from ..core.outputs import check_replaceable
 from ..core.scale import Scale, one_factor
 from ..inference.lowres import RESIZE, forward_with_mirror
@@ -79,13 +78,12 @@ class Embeddings:
 
 
 @torch.inference_mode()
-def embed_crops(model: ReadyModel, crops: np.ndarray | torch.Tensor, *, scale: Scale = Scale.x1,
-                flip: bool = True) -> np.ndarray:
-    """Unit embeddings ``[N, D]`` (float32) of uint8 RGB crops ``[N, S, S, 3]`` (one forward pass)."""
+def embed_crops(model: ReadyModel, crops: np.ndarray | torch.Tensor, *, factor: int = 1, flip: bool = True) -> np.ndarray:
+    """Unit embeddings ``[N, D]`` (float32) of uint8 RGB crops ``[N, S, S, 3]`` (one forward pass), each first
+    degraded by ``factor`` as the run's LR images were made."""
     crops = np.asarray(crops)
     if crops.ndim != 4 or crops.shape[1:] != (model.input_size, model.input_size, 3) or crops.dtype != np.uint8:
         raise ValueError(f"crops must be uint8 [N, {model.input_size}, {model.input_size}, 3], got {crops.dtype} {crops.shape}")
-    factor = one_factor(scale)
     lr = np.stack([model.degrade(c, factor) for c in crops])
     x = model.inputs(torch.from_numpy(lr).permute(0, 3, 1, 2))
     if flip:
@@ -97,7 +95,7 @@ def embed_crops(model: ReadyModel, crops: np.ndarray | torch.Tensor, *, scale: S
 
 
 def embed_images(model: ReadyModel, items: Sequence[str | Path | np.ndarray], *, aligned: bool = False,
-                 scale: str | int = 1, flip: bool = True, batch_size: int = 32, on_no_face: str = "skip",
+                 scale: Scale = Scale.x1, flip: bool = True, batch_size: int = 32, on_no_face: str = "skip",
                  progress: bool = True) -> Embeddings:
     """Embed photo files or uint8 RGB arrays, ``batch_size`` at a time; one without a usable face keeps a NaN row.
 
@@ -128,7 +126,7 @@ def _embed_rows(model: ReadyModel, photos: list[Photo], factor: int, flip: bool)
     out = np.full((len(photos), model.embedding_size), np.nan, dtype=np.float32)
     ok = [i for i, p in enumerate(photos) if p.crop is not None]
     if ok:
-        out[ok] = embed_crops(model, np.stack([photos[i].crop for i in ok]), scale=factor, flip=flip)
+        out[ok] = embed_crops(model, np.stack([photos[i].crop for i in ok]), factor=factor, flip=flip)
     for i in ok:
         if not np.isfinite(out[i]).all():
             photos[i].status, photos[i].reason, photos[i].crop = "not_finite", NOT_FINITE, None
@@ -152,31 +150,24 @@ def describe_input(model: ReadyModel, aligned: bool, factor: int, flip: bool, on
 # ----------------------------------------------------------------------------------------------------- files
 
 def check_out(path: str | Path) -> Path:
-    """``--out`` checked before any photo is read: its suffix, its names' lengths, what is there (a folder, a device,
-    a file fskd did not write, a file among its parents), and that a file can be created where it goes."""
+    """``--out`` checked before any photo is read: its suffix, that it can be created (its names' lengths, a parent
+    that is a file, a read-only folder: :func:`~fskd_cli.core.io.check_writable`), what is there (a device, a file
+    fskd did not write), and that a file can really be created where it goes (a pseudo file system says so only then)."""
     path = Path(path)
     if path.suffix.lower() not in OUT_SUFFIXES:
         raise FskdError(f"{path}: --out must end in .npz or .csv")
-    folder = next(p for p in (path.parent, *path.parent.parents) if os.path.isdir(p))  # isdir never raises
-    _check_names(path, folder)  # first: a name that is too long makes every later look at the path raise
+    check_writable(path)  # first: a name that is too long makes every later look at the path raise
     if path.exists() and not path.is_file() and not path.is_dir():
         raise FskdError(f"{path}: not a regular file (a device or pipe); --out names a file")
     check_replaceable(path, _written_by_embed, "embed")
-    try:  # a read-only or pseudo file system fails here, not after the work
+    folder = next(p for p in (path.parent, *path.parent.parents) if os.path.isdir(p))  # isdir never raises
+    try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:64]}.{os.getpid()}.", suffix=".tmp", dir=folder)
     except OSError as e:
-        raise FskdError(f"{path}: cannot create a file in {folder} ({e.strerror or e})") from None
+        raise FskdError(f"{path}: cannot write ({e.strerror or e})") from None
     os.close(fd)
     os.unlink(tmp)
     return path
-
-
-def _check_names(path: Path, folder: Path) -> None:
-    """The names still to be created below ``folder`` (the nearest existing one) fit its file system."""
-    longest = max(len(os.fsencode(part)) for part in path.relative_to(folder).parts)
-    whole = len(os.fsencode(os.path.abspath(path)))
-    if longest > os.pathconf(folder, "PC_NAME_MAX") or whole >= os.pathconf(folder, "PC_PATH_MAX"):
-        raise FskdError(f"{path}: cannot create a file in {folder} ({os.strerror(errno.ENAMETOOLONG)})")
 
 
 def write_embeddings(path: str | Path, result: Embeddings) -> None:

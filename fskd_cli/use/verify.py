@@ -77,7 +77,7 @@ class Verdict:
 
 
 def verify(model: ReadyModel, a: str | Path | np.ndarray, b: str | Path | np.ndarray, *, threshold: float | None = None,
-           scale: str | int | None = None, aligned: bool = False, on_no_face: str = "skip") -> Verdict:
+           scale: Scale | None = None, aligned: bool = False, on_no_face: str = "skip") -> Verdict:
     """Embed photos ``a`` and ``b`` (files or uint8 RGB arrays; aligned as ``prepare`` does, or ``aligned`` crops of
     any size) and decide at ``threshold`` (a cosine; default: :func:`eval_threshold`)."""
     if threshold is not None and not -1 <= threshold <= 1:
@@ -94,7 +94,7 @@ def verify(model: ReadyModel, a: str | Path | np.ndarray, b: str | Path | np.nda
     for photo in photos:
         if photo.crop is None:
             raise FskdError(f"{photo.path}: {photo.status.replace('_', ' ')} ({photo.reason})")
-    emb = embed_crops(model, np.stack([p.crop for p in photos]), scale=factor)
+    emb = embed_crops(model, np.stack([p.crop for p in photos]), factor=factor)
     cosine = float(np.dot(emb[0].astype(np.float64), emb[1].astype(np.float64)))
     if not math.isfinite(cosine):
         raise FskdError(f"{model.checkpoint.path}: {NOT_FINITE}")
