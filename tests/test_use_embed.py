@@ -154,6 +154,7 @@ def test_verify_reads_its_threshold_from_the_runs_eval(orl_run):
     assert "orl_ver x1, insightface protocol" in line.stdout and "orl_ver_x1_insightface.json" in line.stdout
     given = json.loads(run_cli("verify", a, c, "--ckpt", run, "--threshold", "0.25", "--json").stdout)
     assert given["threshold"] == 0.25 and given["same"] == (given["cosine"] > 0.25)
+    assert given["threshold_source"] == "given" and given["threshold_eval_json"] is None
     from fskd_cli import api
 
     e = api.embed(api.load(run, device="cpu"), [a, c])

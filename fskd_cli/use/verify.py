@@ -89,7 +89,7 @@ def verify(model: ReadyModel, a: str | Path | np.ndarray, b: str | Path | np.nda
             raise FskdError(f"{photo}: {what}")
     if aligned and (problem := scale_conflict([a, b], model.input_size, factor)):
         raise FskdError(problem)
-    chosen = Threshold(threshold, "given by --threshold") if threshold is not None else eval_threshold(model, scale)
+    chosen = Threshold(threshold, "given") if threshold is not None else eval_threshold(model, scale)
     photos = Cropper(model.input_size, aligned, str(model.device), on_no_face, factor)([a, b])
     for photo in photos:
         if photo.crop is None:
