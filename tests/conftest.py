@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import csv
 import hashlib
 import io
 import os
@@ -19,6 +20,15 @@ from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"  # the first 8 bytes of every PNG file
+
+
+def rows_of(path: Path) -> list[dict[str, str]]:
+    """The rows of a CSV file fskd wrote, as dicts keyed by its header."""
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
 
 
 @pytest.fixture(scope="session")

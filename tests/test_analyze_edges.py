@@ -13,19 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import assert_one_line_error, build_face_runs, run_main
-
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+from conftest import PNG_MAGIC, assert_one_line_error, build_face_runs, rows_of, run_main
 
 
 @pytest.fixture(scope="module")
 def faces(tmp_path_factory) -> dict[str, Path]:
     return build_face_runs(tmp_path_factory.mktemp("faces"), steps=2)
-
-
-def rows_of(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
 
 
 def warnings_in(stderr: str) -> list[str]:

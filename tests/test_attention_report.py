@@ -9,22 +9,15 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import assert_one_line_error, build_face_runs, run_cli
+from conftest import PNG_MAGIC, assert_one_line_error, build_face_runs, rows_of, run_cli
 
 from fskd_cli.core.errors import FskdError
 from fskd_cli.core.scale import Scale
-
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture(scope="module")
 def faces(tmp_path_factory) -> dict[str, Path]:
     return build_face_runs(tmp_path_factory.mktemp("faces"), steps=2)
-
-
-def rows_of(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
 
 
 def study(faces, out, **kw):

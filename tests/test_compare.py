@@ -11,14 +11,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import assert_one_line_error, run_main
+from conftest import PNG_MAGIC, assert_one_line_error, rows_of, run_main
 from scipy import stats
 
 from fskd_cli.core.errors import FskdError
 
 NEW_HEADER = ["run", "method", "dataset", "scale", "seed", "teacher", "metric", "value", "ckpt", "timestamp"]
 OLD_HEADER = ["run", "method", "dataset", "scale", "metric", "value", "ckpt", "timestamp"]
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 # the hand-computed example: differences f-skd - base over seeds 0..4 are 0.01, 0.03, -0.01, 0.02, 0.00
 BASE = [0.80, 0.82, 0.85, 0.79, 0.81]
@@ -55,11 +54,6 @@ def study(values: dict[str, list[float]], seeds: list[int] | None = None, **extr
             teacher = "" if method == "base" else f"runs/s{seed}/teacher/checkpoint.pt"
             rows.append({"method": method, "seed": seed, "value": v, "teacher": teacher, **extra})
     return rows
-
-
-def rows_of(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
 
 
 def test_paired_stats_match_the_hand_computed_example():

@@ -8,16 +8,17 @@ an iResNet-18 of base width 4 trained for 30 steps, so the whole module runs in 
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
 import pytest
 from conftest import (
     FACE_SIZE,
+    PNG_MAGIC,
     assert_one_line_error,
     build_face_runs,
     face,
+    rows_of,
     run_cli,
     verification_pairs,
     write_face_set,
@@ -27,18 +28,12 @@ from fskd_cli.core.errors import FskdError
 from fskd_cli.data.manifest import DatasetWriter, Row
 from fskd_cli.evaluate.verification import accuracy_from_scores
 
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 TAR_METRICS = ["tar@far=1e-3(pooled)", "tar@far=1e-4(pooled)", "tar@far=1e-3(folds)", "tar@far=1e-4(folds)"]
 
 
 @pytest.fixture(scope="module")
 def faces(tmp_path_factory) -> dict[str, Path]:
     return build_face_runs(tmp_path_factory.mktemp("faces"))
-
-
-def rows_of(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
 
 
 @pytest.mark.parametrize("protocol", ["insightface", "authors"])

@@ -6,11 +6,10 @@ import math
 
 import numpy as np
 import pytest
+from conftest import PNG_MAGIC
 
 from fskd_cli.evaluate.identification import identification_accuracy
 from fskd_cli.evaluate.plots import plot_cmc
-
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def _at(*degrees: float) -> np.ndarray:

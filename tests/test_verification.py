@@ -6,12 +6,11 @@ import math
 
 import numpy as np
 import pytest
+from conftest import PNG_MAGIC
 
 from fskd_cli.evaluate import verification as v
 from fskd_cli.evaluate.plots import plot_roc
 from fskd_cli.evaluate.verification import accuracy_from_scores, save_scores, verification_accuracy
-
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def _unit(angle_cos: float, dims: tuple[int, int], d: int = 4) -> np.ndarray:
