@@ -45,6 +45,8 @@ def check_output_folder(path: str | Path, option: str = "--out", force: bool = F
 def check_replaceable(path: str | Path, ours: Callable[[Path], bool], command: str, option: str = "--out") -> Path:
     """``path`` may be written: it is new, or ``ours(path)`` recognises an earlier output of ``fskd COMMAND``."""
     path = check_output_file(path, option)
+    if path.is_symlink() and not path.exists():  # writing would replace the user's link with a file
+        raise FskdError(f"{path}: a broken symbolic link (to {os.readlink(path)}); choose another {option}")
     if path.exists() and not ours(path):
         raise FskdError(f"{path}: exists and is not an `fskd {command}` output; choose another {option}")
     return path

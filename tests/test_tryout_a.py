@@ -1,0 +1,167 @@
+"""Mistakes a new user made against fskd that the other test files do not make, each now one line or a clear
+Python error: checkpoints whose fields contradict each other or overflow, a correlation against a teacher of
+another architecture, a report over damaged files a study folder may hold, ``--out`` names that are not
+fskd's files, and API calls with the wrong types.
+
+The runs are a resnet_32 of width 4 on the shared tiny digits, trained for 2 steps (teacher and student);
+every command runs in this process (``run_main``).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import assert_one_line_error, run_main, write_recipe
+from PIL import Image
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, tiny_digits) -> dict[str, Path]:
+    """A teacher and its 4x F-SKD student (2 steps each), and a teacher of twice the width (1 step)."""
+    from fskd_cli.core.config import resolve
+    from fskd_cli.train.loop import train
+
+    tmp = tmp_path_factory.mktemp("tryout")
+    recipe = write_recipe(tmp / "r.yaml", tiny_digits)
+    teacher = train(resolve(recipe), tmp / "teacher", kind="teacher", stop_after=2)
+    student = train(resolve(recipe, {"distill.teacher": str(teacher)}), tmp / "student", kind="student", stop_after=2)
+    wide = write_recipe(tmp / "wide.yaml", tiny_digits,
+                        model={"name": "resnet_32", "kwargs": {"layers": [1, 1, 1, 1], "width": 8}})
+    other = train(resolve(wide), tmp / "wide_teacher", kind="teacher", stop_after=1)
+    return {"teacher": teacher, "student": student, "other": other}
+
+
+@pytest.fixture()
+def crop(tmp_path) -> Path:
+    path = tmp_path / "crop.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(path)
+    return path
+
+
+def edited(source: Path, folder: Path, change) -> Path:
+    """A copy of checkpoint ``source`` with ``change(raw_dict)`` applied, as ``folder/checkpoint.pt``."""
+    raw = torch.load(source, map_location="cpu", weights_only=True)
+    change(raw)
+    out = folder / "checkpoint.pt"
+    out.parent.mkdir(parents=True)
+    torch.save(raw, out)
+    return out
+
+
+def _integer_weight(raw) -> None:
+    name = next(k for k, v in raw["model"].items() if v.is_floating_point())
+    raw["model"][name] = raw["model"][name].round().long()
+
+
+# (which run, the change, what the line says): each crashed (traceback), exhausted memory, or was used silently
+CHECKPOINTS = {
+    "config.data a list": ("teacher", lambda r: (r["config"].__setitem__("data", [1]), r.pop("degradation")),
+                           "config.data must be a mapping"),
+    "config.data.path a number": ("teacher", lambda r: (r["config"]["data"].__setitem__("path", 5),
+                                                        r.pop("degradation")), "config.data.path must be text"),
+    "config.model a string": ("teacher", lambda r: (r["config"].__setitem__("model", "x"), r.pop("input_size")),
+                              "config.model must be a mapping"),
+    "input size of 100000 px": ("teacher", lambda r: r.__setitem__("input_size", 100_000), "input_size must be"),
+    "a width in words": ("teacher", lambda r: r["arch"]["kwargs"].__setitem__("width", "four"), "arch.kwargs.width"),
+    "a negative width": ("teacher", lambda r: r["arch"]["kwargs"].__setitem__("width", -4), "arch.kwargs.width must be"),
+    "mean a string": ("teacher", lambda r: r.__setitem__("preprocess", {"mean": "abc"}), "mean must be finite numbers"),
+    "mean NaN": ("teacher", lambda r: r.__setitem__("preprocess", {"mean": float("nan")}), "mean must be finite"),
+    "std infinite": ("teacher", lambda r: r.__setitem__("preprocess", {"std": float("inf")}), "std must be finite"),
+    "std True": ("teacher", lambda r: r.__setitem__("preprocess", {"std": True}), "std must be finite"),
+    "student scale 0": ("student", lambda r: r.__setitem__("scale", 0), "scale"),
+    "teacher at scale 4": ("teacher", lambda r: r.__setitem__("scale", "4"), "a teacher is trained at scale 1"),
+    "no training scales": ("teacher", lambda r: r["degradation"].__setitem__("scales", []), "contradicts scale 1"),
+    "teacher relabelled student": ("teacher", lambda r: r.update(kind="student", method="f-skd", scale="4"),
+                                   "contradicts scale 4"),
+    "integer weights": ("teacher", _integer_weight, "torch.int64 values"),
+    "version a list": ("teacher", lambda r: r.__setitem__("fskd_version", [1]), "fskd_version must be text"),
+    "imported a string": ("teacher", lambda r: r.__setitem__("imported", "yes"), "imported must be a mapping"),
+}
+
+
+@pytest.mark.parametrize("case", list(CHECKPOINTS))
+def test_a_checkpoint_that_contradicts_itself_or_overflows_is_one_line(case, runs, tmp_path, crop):
+    which, change, needle = CHECKPOINTS[case]
+    bad = edited(runs[which], tmp_path / "bad", change)
+    out = tmp_path / "e.npz"
+    result = run_main("embed", crop, "--aligned", "--ckpt", bad, "--out", out, "--device", "cpu")
+    assert_one_line_error(result, str(bad), needle)
+    assert not out.exists()
+
+
+def test_correlation_with_a_teacher_of_another_architecture_is_one_line(runs, tmp_path, tiny_digits):
+    result = run_main("analyze", "correlation", "--ckpt", runs["student"], "--teacher", runs["other"],
+                      "--data", tiny_digits, "--out", tmp_path / "a", "--device", "cpu")
+    assert_one_line_error(result, str(runs["other"]), "B1 8x32x32 vs 4x32x32")
+    assert not (tmp_path / "a" / "correlation.csv").exists()
+
+
+def test_a_report_over_damaged_files_of_a_study_is_written(runs, tmp_path):
+    """An eval JSON that is no object, a summary CSV of other columns, a log that is not UTF-8, a results row
+    without its method: the page is written, leaving out what it cannot read and saying why."""
+    study = tmp_path / "study"
+    run = study / "teacher"
+    shutil.copytree(runs["teacher"].parent, run)
+    (run / "eval").mkdir()
+    (run / "eval" / "list.json").write_text("[1, 2]")
+    (run / "eval" / "odd.json").write_text(json.dumps({"metrics": [1], "dataset": 5, "roc_png": 7}))
+    (run / "log.csv").write_bytes(b"step\xff\n1\n")
+    figures = study / "analysis"
+    figures.mkdir()
+    Image.new("RGB", (4, 4)).save(figures / "norms.png")
+    (figures / "norms_summary.csv").write_text("x,y\n1,2\n")
+    with open(study / "results.csv", "w", newline="") as f:
+        csv.writer(f).writerows([["run", "method", "dataset", "scale", "seed", "teacher", "metric", "value", "ckpt",
+                                  "timestamp"],
+                                 ["teacher", "", "digits", "1", "0", "", "accuracy", "0.5", str(run / "checkpoint.pt"),
+                                  "2026-01-01T00:00:00+00:00"]])
+    result = run_main("report", study, "--out", tmp_path / "page.md")
+    assert result.exit_code == 0, result.stderr
+    page = (tmp_path / "page.md").read_text()
+    assert "data row 1 has an empty 'method' cell" in page and "not an `fskd analyze` summary" in page
+    assert "No evals yet" in page
+    assert_one_line_error(run_main("analyze", "table", "--results", study / "results.csv", "--out", tmp_path / "t.md"),
+                          "empty 'method' cell")
+
+
+def test_embed_out_never_replaces_a_broken_link_or_a_users_csv(runs, tmp_path, crop):
+    link = tmp_path / "link.npz"
+    link.symlink_to(tmp_path / "elsewhere" / "x.npz")
+    assert_one_line_error(run_main("embed", crop, "--aligned", "--ckpt", runs["teacher"], "--out", link),
+                          str(link), "broken symbolic link")
+    assert link.is_symlink() and os.readlink(link) == str(tmp_path / "elsewhere" / "x.npz")
+    mine = tmp_path / "mine.csv"
+    for header in ("path,status,reason\n", "path,status,reason,note\nx,ok,,1\n"):
+        mine.write_text(header)
+        assert_one_line_error(run_main("embed", crop, "--aligned", "--ckpt", runs["teacher"], "--out", mine),
+                              str(mine), "not an `fskd embed` output")
+        assert mine.read_text() == header
+    ours = tmp_path / "ours.csv"
+    for _ in range(2):  # an earlier embed .csv is replaced
+        assert run_main("embed", crop, "--aligned", "--ckpt", runs["teacher"], "--out", ours).exit_code == 0
+
+
+def test_api_calls_with_the_wrong_types_raise_what_python_users_expect(runs, crop):
+    from fskd_cli import api
+
+    model = api.load(runs["teacher"], device="cpu")
+    with pytest.raises(TypeError, match="api.load"):
+        api.embed(str(runs["teacher"]), crop, aligned=True)
+    with pytest.raises(TypeError, match="flip must be True or False"):
+        api.embed(model, crop, aligned=True, flip="no")
+    with pytest.raises(TypeError, match="aligned must be True or False"):
+        api.verify(model, crop, crop, aligned="yes", threshold=0.5)
+    for images in (bytes(crop), 5, None):
+        with pytest.raises(TypeError, match="a list of them"):
+            api.embed(model, images, aligned=True)
+    with pytest.raises(ValueError, match="one of 1, 2, 4, 8, got 3") as e:
+        api.embed(model, crop, aligned=True, scale=3)
+    assert "multi" not in str(e.value)
+    assert api.embed(model, [crop, str(crop)], aligned=True).shape == (2, model.embedding_size)
