@@ -68,7 +68,7 @@ CHECKPOINTS = {
                                                         r.pop("degradation")), "config.data.path must be text"),
     "config.model a string": ("teacher", lambda r: (r["config"].__setitem__("model", "x"), r.pop("input_size")),
                               "config.model must be a mapping"),
-    "input size of 100000 px": ("teacher", lambda r: r.__setitem__("input_size", 100_000), "input_size must be"),
+    "input size of 5000 px": ("teacher", lambda r: r.__setitem__("input_size", 5000), "input_size must be"),
     "a width in words": ("teacher", lambda r: r["arch"]["kwargs"].__setitem__("width", "four"), "arch.kwargs.width"),
     "a negative width": ("teacher", lambda r: r["arch"]["kwargs"].__setitem__("width", -4), "arch.kwargs.width must be"),
     "mean a string": ("teacher", lambda r: r.__setitem__("preprocess", {"mean": "abc"}), "mean must be finite numbers"),
