@@ -165,3 +165,41 @@ def test_api_calls_with_the_wrong_types_raise_what_python_users_expect(runs, cro
         api.embed(model, crop, aligned=True, scale=3)
     assert "multi" not in str(e.value)
     assert api.embed(model, [crop, str(crop)], aligned=True).shape == (2, model.embedding_size)
+
+
+def test_links_and_fifos_among_the_photos_are_rows_and_never_wait(runs, tmp_path, crop):
+    """A folder's broken link, link loop and FIFO with image names were dropped from the count without a word;
+    a FIFO named to verify or read for --scale would have waited for a writer forever."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    shutil.copy(crop, folder / "a.png")
+    (folder / "broken.png").symlink_to(tmp_path / "gone.png")
+    (folder / "loop1.png").symlink_to(folder / "loop2.png")
+    (folder / "loop2.png").symlink_to(folder / "loop1.png")
+    os.mkfifo(folder / "fifo.png")
+    out = tmp_path / "e.csv"
+    result = run_main("embed", folder, "--aligned", "--ckpt", runs["teacher"], "--out", out)
+    assert result.exit_code == 0, result.stderr
+    with open(out, newline="") as f:
+        rows = {Path(r["path"]).name: (r["status"], r["reason"]) for r in csv.DictReader(f)}
+    assert rows["a.png"][0] == "ok" and len(rows) == 5
+    assert rows["broken.png"] == ("unreadable", f"broken symbolic link (its target {tmp_path / 'gone.png'} does not exist)")
+    assert rows["loop1.png"] == rows["loop2.png"] == ("unreadable", "symbolic link loop")
+    assert rows["fifo.png"][0] == "unreadable" and "not a regular file" in rows["fifo.png"][1]
+    big = folder / "big.png"
+    Image.new("RGB", (64, 64)).save(big)
+    result = run_main("embed", big, folder / "fifo.png", "--aligned", "--scale", "2", "--ckpt", runs["teacher"],
+                      "--out", tmp_path / "s.npz")
+    assert result.exit_code == 0, result.stderr
+    assert_one_line_error(run_main("verify", crop, folder / "fifo.png", "--aligned", "--threshold", "0.5", "--ckpt",
+                                   runs["teacher"]), str(folder / "fifo.png"), "not a regular file")
+
+
+def test_an_eval_into_a_run_whose_eval_is_a_file_is_one_line(runs, tmp_path, tiny_digits):
+    run = tmp_path / "run"
+    shutil.copytree(runs["teacher"].parent, run)
+    shutil.rmtree(run / "eval", ignore_errors=True)
+    (run / "eval").write_text("mine\n")
+    result = run_main("eval", "digits", "--ckpt", run, "--data", tiny_digits, "--results", tmp_path / "r.csv")
+    assert_one_line_error(result, str(run / "eval"), "a file is there")
+    assert (run / "eval").read_text() == "mine\n"
