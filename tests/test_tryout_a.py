@@ -203,3 +203,29 @@ def test_an_eval_into_a_run_whose_eval_is_a_file_is_one_line(runs, tmp_path, tin
     result = run_main("eval", "digits", "--ckpt", run, "--data", tiny_digits, "--results", tmp_path / "r.csv")
     assert_one_line_error(result, str(run / "eval"), "a file is there")
     assert (run / "eval").read_text() == "mine\n"
+
+
+def test_an_in_place_fingerprint_of_the_wrong_types_names_meta_yaml(tmp_path):
+    """A path that is a number crashed; a size in words read as "your .rec changed", blaming the user's file."""
+    import yaml
+    from conftest import encode, pattern, write_insightface_rec
+
+    from fskd_cli.core.errors import FskdError
+    from fskd_cli.data.manifest import check_source
+
+    src = tmp_path / "src"
+    src.mkdir()
+    write_insightface_rec(src, [(i // 2, encode(pattern(i))) for i in range(4)])
+    data = tmp_path / "data"
+    assert run_main("prepare", "rec", src, "--in-place", "--out", data, "--workers", "1").exit_code == 0
+    meta_file = data / "meta.yaml"
+    meta = yaml.safe_load(meta_file.read_text())
+    for key, value, needle in (("rec", 5, "a list of rec/idx paths"), ("size", "abc", "not one fskd wrote"),
+                               ("mtime_ns", True, "not one fskd wrote")):
+        edited = yaml.safe_load(yaml.safe_dump(meta))
+        part = edited["records"][0]
+        (part if key == "rec" else part["fingerprint"])[key] = value
+        meta_file.write_text(yaml.safe_dump(edited))
+        with pytest.raises(FskdError, match=needle) as e:
+            check_source(data)
+        assert str(e.value).startswith(f"{meta_file}: ")
