@@ -229,3 +229,27 @@ def test_an_in_place_fingerprint_of_the_wrong_types_names_meta_yaml(tmp_path):
         with pytest.raises(FskdError, match=needle) as e:
             check_source(data)
         assert str(e.value).startswith(f"{meta_file}: ")
+
+
+def test_report_pages_of_one_name_in_both_formats_and_a_users_md_beside_an_html_page(runs, tmp_path):
+    """An .md report after an .html one of the same name was refused (its tables "beside no report page"); an
+    .html report was refused for a user's .md of the same name, which it does not write."""
+    run = runs["teacher"].parent
+    results = tmp_path / "none.csv"  # no results yet: the page says so
+    for out in (tmp_path / "a.html", tmp_path / "a.md", tmp_path / "a.html"):
+        result = run_main("report", run, "--results", results, "--out", out)
+        assert result.exit_code == 0, result.stderr
+    notes = tmp_path / "b.md"
+    notes.write_text("my notes\n")
+    assert run_main("report", run, "--results", results, "--out", tmp_path / "b.html").exit_code == 0
+    assert notes.read_text() == "my notes\n"
+    assert_one_line_error(run_main("report", run, "--results", results, "--out", notes), str(notes),
+                          "not an `fskd report` output")
+
+
+def test_eval_on_a_set_of_another_task_names_it_with_its_article(runs, tmp_path):
+    from conftest import write_face_set
+
+    ident = write_face_set(tmp_path / "ident", "identification", [(0, 0, "probe"), (0, 1, "gallery")])
+    result = run_main("eval", "digits", "--ckpt", runs["teacher"], "--data", ident, "--results", tmp_path / "r.csv")
+    assert_one_line_error(result, "an identification set, but `fskd eval digits` needs a classification set")

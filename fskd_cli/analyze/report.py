@@ -95,14 +95,19 @@ def _check_page(out: Path) -> Path:
 
 
 def _refuse_foreign(out: Path, md_path: Path) -> None:
-    """Replace only an earlier report: an existing page (``out``, or its ``.md`` twin) must carry fskd's
-    "Written ... by fskd" line, and the table files (``NAME_table.md/.csv``) may exist only beside such a page."""
-    pages = [p for p in dict.fromkeys((out, md_path)) if p.exists()]
-    for page in dict.fromkeys((out, md_path)):
-        check_replaceable(page, lambda p: starts_with_text(p, " by fskd ", 4096), "report")
+    """Replace only an earlier report: an existing page ``out`` must carry fskd's "Written ... by fskd" line, and
+    the table files (``NAME_table.md/.csv``, shared by the .md and the .html page of one name) may exist only
+    beside such a page, of either format: an .html report after an .md one of the same name is no stranger."""
+
+    def ours(page: Path) -> bool:
+        return starts_with_text(page, " by fskd ", 4096)
+
+    check_replaceable(out, ours, "report")  # the one page written (an .html report writes no .md)
+    if any(page.is_file() and ours(page) for page in map(md_path.with_suffix, PAGE_SUFFIXES)):
+        return
     table = md_path.with_name(md_path.stem + "_table")
     for existing in (table.with_suffix(".md"), table.with_suffix(".csv")):
-        if existing.exists() and not pages:
+        if existing.exists():
             raise FskdError(f"{existing}: exists beside no `fskd report` page; choose another --out")
 
 

@@ -92,9 +92,14 @@ def _check_task(data: str | Path, task: str, benchmark: str) -> dict[str, Any]:
     meta = read_meta(data)
     holdout_pairs = task == "verification" and (Path(data) / "pairs.csv").exists()
     if meta["task"] != task and not holdout_pairs:
-        raise FskdError(f"{Path(data) / 'meta.yaml'}: a {meta['task']} set, but `fskd eval {benchmark}` "
-                        f"needs {'an' if task[0] in 'aeiou' else 'a'} {task} set")
+        raise FskdError(f"{Path(data) / 'meta.yaml'}: {_a(str(meta['task']))} set, but `fskd eval {benchmark}` "
+                        f"needs {_a(task)} set")
     return meta
+
+
+def _a(word: str) -> str:
+    """``an identification``, ``a verification``."""
+    return f"{'an' if word[:1] in tuple('aeiou') else 'a'} {word}"
 
 
 def _check_size(model: ReadyModel, meta: dict[str, Any], data: str | Path) -> None:
