@@ -231,14 +231,17 @@ def test_an_in_place_fingerprint_of_the_wrong_types_names_meta_yaml(tmp_path):
         assert str(e.value).startswith(f"{meta_file}: ")
 
 
-def test_report_pages_of_one_name_in_both_formats_and_a_users_md_beside_an_html_page(runs, tmp_path):
+def test_report_pages_of_one_name_in_both_formats_and_a_users_md_beside_an_html_page(runs, tmp_path, tiny_digits):
     """An .md report after an .html one of the same name was refused (its tables "beside no report page"); an
     .html report was refused for a user's .md of the same name, which it does not write."""
-    run = runs["teacher"].parent
-    results = tmp_path / "none.csv"  # no results yet: the page says so
+    run = tmp_path / "teacher"
+    shutil.copytree(runs["teacher"].parent, run)
+    results = tmp_path / "results.csv"
+    assert run_main("eval", "digits", "--ckpt", run, "--data", tiny_digits, "--results", results).exit_code == 0
     for out in (tmp_path / "a.html", tmp_path / "a.md", tmp_path / "a.html"):
         result = run_main("report", run, "--results", results, "--out", out)
         assert result.exit_code == 0, result.stderr
+        assert (tmp_path / "a_table.md").exists()
     notes = tmp_path / "b.md"
     notes.write_text("my notes\n")
     assert run_main("report", run, "--results", results, "--out", tmp_path / "b.html").exit_code == 0
