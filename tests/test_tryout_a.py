@@ -256,3 +256,16 @@ def test_eval_on_a_set_of_another_task_names_it_with_its_article(runs, tmp_path)
     ident = write_face_set(tmp_path / "ident", "identification", [(0, 0, "probe"), (0, 1, "gallery")])
     result = run_main("eval", "digits", "--ckpt", runs["teacher"], "--data", ident, "--results", tmp_path / "r.csv")
     assert_one_line_error(result, "an identification set, but `fskd eval digits` needs a classification set")
+
+
+def test_a_checkpoint_that_is_a_broken_link_or_a_loop_says_so(tmp_path, crop):
+    """Each was "checkpoint not found" (or "a folder without checkpoint.pt"), for a name the user can see."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "checkpoint.pt").symlink_to(tmp_path / "gone.pt")
+    (tmp_path / "loop1.pt").symlink_to(tmp_path / "loop2.pt")
+    (tmp_path / "loop2.pt").symlink_to(tmp_path / "loop1.pt")
+    for ckpt, needle in ((run, f"a broken symbolic link (to {tmp_path / 'gone.pt'})"),
+                         (tmp_path / "loop1.pt", "a symbolic link loop")):
+        result = run_main("embed", crop, "--aligned", "--ckpt", ckpt, "--out", tmp_path / "e.npz")
+        assert_one_line_error(result, needle)

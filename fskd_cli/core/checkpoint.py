@@ -17,6 +17,8 @@ read (the config inside the checkpoint, the training set's ``meta.yaml``, the te
 from __future__ import annotations
 
 import copy
+import errno
+import os
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -172,15 +174,28 @@ def load_checkpoint(path: str | Path, kind: str | None = None) -> Checkpoint:
 
 def _file(path: Path) -> Path:
     if path.is_dir():
-        if not (path / "checkpoint.pt").exists():
+        if not os.path.lexists(path / "checkpoint.pt"):  # a broken link there is named below
             named_as_file = path.suffix in (".pt", ".pth", ".ckpt")
             raise FskdError(f"{path}: {'a folder, not a checkpoint file' if named_as_file else 'a folder without checkpoint.pt'}")
         path = path / "checkpoint.pt"
     if not path.exists():
+        if path.is_symlink():  # "not found" would send the user looking for a file that is there
+            target = os.readlink(path)
+            what = "a symbolic link loop" if _loops(path) else f"a broken symbolic link (to {target})"
+            raise FskdError(f"{path}: {what}, not a checkpoint")
         raise FskdError(f"{path}: checkpoint not found")
     if not path.is_file():
         raise FskdError(f"{path}: not a file (a checkpoint is a file, or a run folder holding checkpoint.pt)")
     return path
+
+
+def _loops(link: Path) -> bool:
+    """Whether following ``link`` leads back to itself (ELOOP), rather than to nothing."""
+    try:
+        link.stat()
+    except OSError as e:
+        return e.errno == errno.ELOOP
+    return False
 
 
 def _read(path: Path) -> dict[str, Any]:
