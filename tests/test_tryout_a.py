@@ -269,3 +269,32 @@ def test_a_checkpoint_that_is_a_broken_link_or_a_loop_says_so(tmp_path, crop):
                          (tmp_path / "loop1.pt", "a symbolic link loop")):
         result = run_main("embed", crop, "--aligned", "--ckpt", ckpt, "--out", tmp_path / "e.npz")
         assert_one_line_error(result, needle)
+
+
+def test_eval_never_replaces_a_json_or_figure_it_did_not_write(runs, tmp_path, tiny_digits):
+    """A checkpoint kept in a folder of the user's own: eval writes its eval/ there, and replaced the user's
+    eval/digits_x1.json; an identification eval replaced a user's picture named by --cmc. Both are refused
+    before any image is embedded, and an eval's own files are still replaced."""
+    from conftest import write_face_set
+
+    folder = tmp_path / "downloads"
+    (folder / "eval").mkdir(parents=True)
+    shutil.copy(runs["teacher"], folder / "model.pt")
+    mine = folder / "eval" / "digits_x1.json"
+    mine.write_text('{"my": "notes"}\n')
+    results = tmp_path / "r.csv"
+    args = ("eval", "digits", "--ckpt", folder / "model.pt", "--data", tiny_digits, "--results", results)
+    assert_one_line_error(run_main(*args), str(mine), "not an `fskd eval` output")
+    assert mine.read_text() == '{"my": "notes"}\n' and not results.exists()
+    mine.unlink()
+    for _ in range(2):
+        assert run_main(*args).exit_code == 0
+    picture = tmp_path / "picture.png"
+    Image.new("RGB", (4, 4)).save(picture)
+    before = picture.read_bytes()
+    ident = write_face_set(tmp_path / "ident", "identification",
+                           [(i, 0, "probe") for i in range(2)] + [(i, 1, "gallery") for i in range(2)])
+    result = run_main("eval", "identification", "--ckpt", runs["teacher"], "--data", ident, "--results", results,
+                      "--cmc", picture)
+    assert_one_line_error(result, str(picture), "choose another --cmc")
+    assert picture.read_bytes() == before

@@ -69,6 +69,12 @@ def starts_with_text(path: Path, mark: str, limit: int = 8192) -> bool:
         return False
 
 
+def written_by_matplotlib(path: Path) -> bool:
+    """Whether ``path`` is a PNG that matplotlib wrote (its header names it), as every fskd figure is: a figure
+    may replace such a file, never a user's own picture of the same name."""
+    return starts_with_text(path, "Matplotlib version", 512)
+
+
 def _check_parents(path: Path, option: str) -> None:
     for parent in path.parents:
         if os.path.exists(parent) and not os.path.isdir(parent):

@@ -17,7 +17,7 @@ import torch
 from ..core.checkpoint import load_checkpoint
 from ..core.errors import FskdError
 from ..core.outputs import check_output_file
-from ..core.results import record
+from ..core.results import record, written_by_eval
 from ..core.runs import RunSetting
 from ..data.dataset import PairDataset
 from ..data.manifest import Row, read_meta
@@ -83,8 +83,13 @@ class Evaluation:
         return {**payload, "json": str(json_path)}
 
     def json_path(self, stem: str, given: str | Path | None = None) -> Path:
-        """Where the eval JSON goes: ``given``, or ``runs/NAME/eval/STEM.json``."""
-        return check_output_file(given if given else self.eval_dir / f"{stem}.json", "the eval JSON")
+        """Where the eval JSON goes: ``given``, or ``runs/NAME/eval/STEM.json``; a file there that no eval wrote (a
+        checkpoint kept in a folder of the user's own) is refused, never replaced."""
+        path = check_output_file(given if given else self.eval_dir / f"{stem}.json", "the eval JSON")
+        if path.exists() and not written_by_eval(path):
+            raise FskdError(f"{path}: exists and is not an `fskd eval` output; move it away, or give the "
+                            "checkpoint a run folder of its own (eval writes into its eval/ folder)")
+        return path
 
 
 def _check_task(data: str | Path, task: str, benchmark: str) -> dict[str, Any]:
