@@ -66,11 +66,11 @@ def embed_table(model: ReadyModel, images: Image | Sequence[Image], *, aligned: 
                 scale: Scale | str | int = 1,
                 flip: bool = True, batch_size: int = 32, on_no_face: str = "skip") -> Embeddings:
     """:func:`embed`, with each image's name, status (ok, center, no_face, unreadable, ...), reason and resize."""
-    _check_call(model, aligned=aligned, flip=flip)
     items = [images] if isinstance(images, str | Path | np.ndarray) and np.ndim(images) != 4 else _sequence(images)
     _check_images(items)
     scale = _scale(scale)
     factor = one_factor(scale)
+    _check_call(model, aligned=aligned, flip=flip)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     if aligned and (problem := scale_conflict(items, model.input_size, factor)):

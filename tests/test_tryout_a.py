@@ -298,3 +298,11 @@ def test_eval_never_replaces_a_json_or_figure_it_did_not_write(runs, tmp_path, t
                       "--cmc", picture)
     assert_one_line_error(result, str(picture), "choose another --cmc")
     assert picture.read_bytes() == before
+
+
+def test_analyze_with_a_teacher_of_another_input_size_is_one_line_before_any_output(runs, tmp_path, tiny_digits):
+    bigger = edited(runs["teacher"], tmp_path / "t64", lambda r: r.__setitem__("input_size", 64))
+    result = run_main("analyze", "norms", "--ckpt", runs["student"], "--teacher", bigger, "--data", tiny_digits,
+                      "--out", tmp_path / "a", "--device", "cpu")
+    assert_one_line_error(result, str(bigger), "64px inputs", "32px")
+    assert not (tmp_path / "a").exists()
