@@ -68,6 +68,7 @@ CHECKPOINTS = {
                                                         r.pop("degradation")), "config.data.path must be text"),
     "config.model a string": ("teacher", lambda r: (r["config"].__setitem__("model", "x"), r.pop("input_size")),
                               "config.model must be a mapping"),
+    "a million classes": ("teacher", lambda r: r.__setitem__("num_classes", 10**6), "head weight has shape (10, "),
     "input size of 5000 px": ("teacher", lambda r: r.__setitem__("input_size", 5000), "input_size must be"),
     "a width in words": ("teacher", lambda r: r["arch"]["kwargs"].__setitem__("width", "four"), "arch.kwargs.width"),
     "a negative width": ("teacher", lambda r: r["arch"]["kwargs"].__setitem__("width", -4), "arch.kwargs.width must be"),

@@ -233,10 +233,12 @@ class _Reader:
         weights, head_weights = self._tensors("model"), self._tensors("head")
         distiller = self._tensors("distiller", allow_empty=True) if "distiller" in raw else {}
         scale = self._scale(kind, config)
+        num_classes, embedding_size = self._int("num_classes", minimum=0), self._embedding_size(head_weights)
+        self._check_head_shape(head_weights, num_classes, embedding_size)
         return Checkpoint(
             path=self.path, kind=kind, arch=self._arch("arch"), head=self._arch("head_arch"),
-            num_classes=self._int("num_classes", minimum=0), input_size=self._input_size(config),
-            embedding_size=self._embedding_size(head_weights), preprocess=self._preprocess(),
+            num_classes=num_classes, input_size=self._input_size(config),
+            embedding_size=embedding_size, preprocess=self._preprocess(),
             method=method, scale=scale, degradation=self._degradation(config, scale),
             teacher=self._optional_str("teacher"), variant=self._variant(kind, config),
             data_fingerprint=self._optional_str("data_fingerprint"),
@@ -325,6 +327,14 @@ class _Reader:
         if weight is None or weight.dim() != 2:
             raise self.fail("records no embedding_size and its head has no [classes, embedding] weight")
         return int(weight.shape[1])
+
+    def _check_head_shape(self, head_weights: dict[str, torch.Tensor], num_classes: int, embedding_size: int) -> None:
+        """The head's ``[classes, embedding]`` weight agrees with the recorded sizes: checked here, before a head of
+        the recorded sizes is built (10^9 classes would take 128 GB before its shape could be compared)."""
+        weight = head_weights.get("weight")
+        if weight is not None and weight.dim() == 2 and tuple(weight.shape) != (num_classes, embedding_size):
+            raise self.fail(f"head weight has shape {tuple(weight.shape)}, but the checkpoint records "
+                            f"num_classes {num_classes} and embedding_size {embedding_size}")
 
     def _preprocess(self) -> Preprocess:
         value = self.raw.get("preprocess")
