@@ -25,14 +25,14 @@ from __future__ import annotations
 import errno
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from numbers import Real
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .core.scale import Scale, one_factor
+from .core.scale import SINGLE_SCALES, Scale, one_factor
 from .inference.model import ReadyModel, load_model
 from .use.embed import Embeddings, embed_images
 from .use.photos import scale_conflict
@@ -66,10 +66,11 @@ def embed_table(model: ReadyModel, images: Image | Sequence[Image], *, aligned: 
                 scale: Scale | str | int = 1,
                 flip: bool = True, batch_size: int = 32, on_no_face: str = "skip") -> Embeddings:
     """:func:`embed`, with each image's name, status (ok, center, no_face, unreadable, ...), reason and resize."""
-    items = [images] if isinstance(images, str | Path | np.ndarray) and np.ndim(images) != 4 else list(images)
+    items = [images] if isinstance(images, str | Path | np.ndarray) and np.ndim(images) != 4 else _sequence(images)
     _check_images(items)
     scale = _scale(scale)
     factor = one_factor(scale)
+    _check_call(model, aligned=aligned, flip=flip)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     if aligned and (problem := scale_conflict(items, model.input_size, factor)):
@@ -85,6 +86,7 @@ def verify(model: ReadyModel, a: Image, b: Image, *, threshold: float | None = N
 
     ``threshold`` is a cosine in [-1, 1] (default: from the run's newest verification eval at the matching scale).
     """
+    _check_call(model, aligned=aligned)
     if threshold is not None:
         if isinstance(threshold, bool) or not isinstance(threshold, Real):
             raise TypeError(f"threshold must be a number (a cosine in [-1, 1]) or None, got {threshold!r}")
@@ -97,6 +99,24 @@ def verify(model: ReadyModel, a: Image, b: Image, *, threshold: float | None = N
         raise ValueError(problem)
     return _verify(model, a, b, threshold=threshold, scale=scale, aligned=aligned,
                    on_no_face=on_no_face)
+
+
+def _check_call(model: object, **flags: object) -> None:
+    """A model from :func:`load` (a run's path is not one) and true/false flags: a string such as ``"no"`` would
+    otherwise count as true and, for ``flip``, silently change every embedding."""
+    if not isinstance(model, ReadyModel):
+        raise TypeError(f"model must be what api.load(run) returns, got {type(model).__name__}")
+    for name, value in flags.items():
+        if not isinstance(value, bool):
+            raise TypeError(f"{name} must be True or False, got {value!r}")
+
+
+def _sequence(images: object) -> list[object]:
+    """The images of a list, tuple or other iterable; ``bytes`` is refused whole (iterating it gives numbers)."""
+    if isinstance(images, bytes | bytearray) or not isinstance(images, Iterable):
+        raise TypeError(f"images must be a file path (str or Path), a uint8 RGB array, or a list of them, got "
+                        f"{type(images).__name__}")
+    return list(images)
 
 
 def _check_images(items: Sequence[object]) -> None:
@@ -117,7 +137,8 @@ def _scale(scale: object) -> Scale:
     multi is a training setting."""
     if isinstance(scale, bool) or not isinstance(scale, str | int | Scale):
         raise TypeError(f"scale must be 1, 2, 4 or 8, got {scale!r}")
-    parsed = Scale.parse(scale)  # ValueError naming the choices
-    if parsed is Scale.multi:
+    if str(scale).strip().lower().removeprefix("x") == Scale.multi.value:
         raise ValueError("scale: multi mixes scales in training; give one of 1, 2, 4, 8")
-    return parsed
+    if not any(str(scale).strip().lower().removeprefix("x") == s.value for s in SINGLE_SCALES):
+        raise ValueError(f"scale must be one of 1, 2, 4, 8, got {scale!r}")  # the choices this call takes
+    return Scale.parse(scale)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..core.errors import FskdError
 from ..core.io import write_csv
 from .features import Member, Study, paired_features
 from .figures import correlation_scatter
@@ -53,6 +54,7 @@ def _student_correlation(study: Study, member: Member, rows: list, seed: int, pe
     g = torch.Generator().manual_seed(seed)
     for t_f, s_f, batch_paths in paired_features(study, member, rows):
         if not stats:
+            _check_paired_shapes(study, member, t_f, s_f)
             stats, samples = [RunningPearson() for _ in t_f], [[] for _ in t_f]
             t_bad, s_bad = [0] * len(t_f), [0] * len(t_f)
         for b, (t, s) in enumerate(zip(t_f, s_f, strict=True)):
@@ -65,3 +67,17 @@ def _student_correlation(study: Study, member: Member, rows: list, seed: int, pe
             pick = torch.randint(t[0].numel() * len(t), (k,), generator=g)
             samples[b].append((t.flatten()[pick].numpy(), s.flatten()[pick].numpy()))
     return stats, samples, (t_bad, s_bad)
+
+
+def _check_paired_shapes(study: Study, member: Member, t_f: list[torch.Tensor], s_f: list[torch.Tensor]) -> None:
+    """Pixel-level r pairs the teacher's and the student's feature elements one to one, so each block's features
+    must have one shape: a ``--teacher`` of another architecture is named in one line, not a tensor error."""
+    t_shapes, s_shapes = [tuple(t.shape[1:]) for t in t_f], [tuple(f.shape[1:]) for f in s_f]
+    if t_shapes != s_shapes:
+        differ = [f"B{b + 1} {'x'.join(map(str, t))} vs {'x'.join(map(str, f))}"
+                  for b, (t, f) in enumerate(zip(t_shapes, s_shapes, strict=False)) if t != f]
+        shown = ", ".join(differ) or f"{len(t_shapes)} vs {len(s_shapes)} blocks"
+        raise FskdError(f"{study.teacher.checkpoint.path}: its block features do not have the shapes of student "
+                        f"{member.checkpoint.path}'s (teacher vs student: {shown}); pixel-level correlation pairs "
+                        "them element by element: give the teacher the student was distilled from, or one of its "
+                        "architecture")

@@ -88,8 +88,13 @@ def open_study(students: list[Path], *, teacher: Path | None = None, data: str |
     if split == "default":  # the student's eval split when the set has it (a face training set has none: all)
         split = (first.get("data") or {}).get("eval_split")
         split = split if split and read_manifest(data, split=split) else None
+    teacher_ck = _teacher(s_cks, teacher)
+    for ck in s_cks:  # both see the same images: a teacher of another input size fails in its first layer
+        if ck.input_size != teacher_ck.input_size:
+            raise FskdError(f"{teacher_ck.path}: the teacher takes {teacher_ck.input_size}px inputs, student {ck.path} "
+                            f"{ck.input_size}px; give --teacher the teacher it was distilled from")
     out = check_output_folder(out or s_cks[0].run_dir / what, force=force)
-    return Study(Member("teacher", _teacher(s_cks, teacher)), _label_students(s_cks), str(data), split,
+    return Study(Member("teacher", teacher_ck), _label_students(s_cks), str(data), split,
                  _scale(s_cks, scale), out, resolve_device(device), lr_source, tuple(notes))
 
 

@@ -95,14 +95,19 @@ def _check_page(out: Path) -> Path:
 
 
 def _refuse_foreign(out: Path, md_path: Path) -> None:
-    """Replace only an earlier report: an existing page (``out``, or its ``.md`` twin) must carry fskd's
-    "Written ... by fskd" line, and the table files (``NAME_table.md/.csv``) may exist only beside such a page."""
-    pages = [p for p in dict.fromkeys((out, md_path)) if p.exists()]
-    for page in dict.fromkeys((out, md_path)):
-        check_replaceable(page, lambda p: starts_with_text(p, " by fskd ", 4096), "report")
+    """Replace only an earlier report: an existing page ``out`` must carry fskd's "Written ... by fskd" line, and
+    the table files (``NAME_table.md/.csv``, shared by the .md and the .html page of one name) may exist only
+    beside such a page, of either format: an .html report after an .md one of the same name is no stranger."""
+
+    def ours(page: Path) -> bool:
+        return starts_with_text(page, " by fskd ", 4096)
+
+    check_replaceable(out, ours, "report")  # the one page written (an .html report writes no .md)
+    if any(page.is_file() and ours(page) for page in map(md_path.with_suffix, PAGE_SUFFIXES)):
+        return
     table = md_path.with_name(md_path.stem + "_table")
     for existing in (table.with_suffix(".md"), table.with_suffix(".csv")):
-        if existing.exists() and not pages:
+        if existing.exists():
             raise FskdError(f"{existing}: exists beside no `fskd report` page; choose another --out")
 
 
@@ -174,9 +179,13 @@ def _last_step(folder: Path) -> str:
     log = folder / "log.csv"
     if not log.exists():
         return "-"
-    with open(log, newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
-    return rows[-1].get("step", "-") if rows else "-"
+    # a damaged log (bytes that are not UTF-8, a NUL) shows its step as unknown: the page is about the results
+    with open(log, newline="", encoding="utf-8", errors="replace") as f:
+        try:
+            rows = list(csv.DictReader(f))
+        except csv.Error:
+            return "-"
+    return (rows[-1].get("step") or "-") if rows else "-"
 
 
 def _runs_section(folders: list[Path], labels: dict[Path, str]) -> list[str]:
@@ -198,8 +207,8 @@ def _tables_section(folders: list[Path], results: Path, md_path: Path, paper: bo
     table_out = md_path.with_name(md_path.stem + "_table")
     try:
         md = results_table(Path(results), table_out, paper=paper, runs=[str(f.resolve()) for f in folders])
-    except FskdError:
-        return lines + [f"`{results}` has no rows for these runs.", ""]
+    except FskdError as e:  # no rows for these runs, or a row the table cannot use: the page says which
+        return lines + [f"Not shown: {md_escape(str(e))}.", ""]
     md = re.sub(r"(?m)^### ", "#### ", md)
     return lines + [md.strip(), "", f"(also as CSV: `{table_out.with_suffix('.csv').name}`)", ""]
 
@@ -225,9 +234,8 @@ def _evals_section(folders: list[Path], labels: dict[Path, str], here: Path) -> 
     rows, figures = [], []
     for f in folders:
         for js in sorted((f / "eval").glob("*.json")):
-            try:
-                ev = json.loads(js.read_text(encoding="utf-8"))
-            except (OSError, json.JSONDecodeError):
+            ev = _read_eval(js)
+            if ev is None:
                 continue
             m = ev.get("metrics") or {}
             if "pairs" in ev:
@@ -253,6 +261,18 @@ def _evals_section(folders: list[Path], labels: dict[Path, str], here: Path) -> 
              "|---|---|---|---|---|---|", *rows, ""] + (["### ROC and CMC curves", "", *figures] if figures else []))
 
 
+def _read_eval(path: Path) -> dict[str, Any] | None:
+    """An eval JSON as the page shows it, or None for a file that is not one (unreadable, not an object, metrics
+    that are not a mapping): such files are left out, as files of other tools in ``eval/`` are."""
+    try:
+        ev = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    if not isinstance(ev, dict) or not isinstance(ev.get("metrics") or {}, dict):
+        return None
+    return ev
+
+
 def _pct(v: Any) -> str:
     return f"{100 * v:.2f}" if isinstance(v, float) and 0 <= v <= 1 else _fmt(v)
 
@@ -272,10 +292,15 @@ def _figures_section(folder: Path, here: Path) -> list[str]:
 
 def _summary_table(path: Path) -> list[str]:
     """norms_summary.csv / correlation_summary.csv as a model x block table."""
-    with open(path, newline="", encoding="utf-8") as f:
+    with open(path, newline="", encoding="utf-8", errors="replace") as f:
         rows = list(csv.DictReader(f))
     if not rows:
         return []
+    columns = set(rows[0])
+    if not {"model", "block"} <= columns or not columns & {"pearson_r", "mean"} or not all(
+            _is_number(r.get("pearson_r", r.get("mean"))) for r in rows):
+        return [f"(`{md_escape(path.name)}` is not an `fskd analyze` summary: columns "
+                f"{md_escape(', '.join(sorted(map(str, columns))))}; not shown.)"]
     blocks = list(dict.fromkeys(r["block"] for r in rows))
     models = list(dict.fromkeys(r["model"] for r in rows))
     cell: dict[tuple[str, str], str] = {}
@@ -293,13 +318,21 @@ def _summary_table(path: Path) -> list[str]:
     return lines
 
 
+def _is_number(text: str | None) -> bool:
+    try:
+        float(text or "")
+    except ValueError:
+        return False
+    return True
+
+
 def _fmt(v: Any) -> str:
     return f"{v:.4f}" if isinstance(v, float) else str(v)
 
 
 def _existing(path: str | None, eval_dir: Path) -> Path | None:
     """A figure recorded in an eval JSON: where it was written, or the eval folder if the run moved."""
-    if not path:
+    if not path or not isinstance(path, str):
         return None
     for candidate in (Path(path), eval_dir / Path(path).name):
         if candidate.exists():

@@ -145,6 +145,14 @@ def _read_csv(results: Path) -> pd.DataFrame:
     missing = set(OLD_RESULT_FIELDS) - set(df.columns)  # seed and teacher: only in newer files
     if missing:
         raise FskdError(f"{results}: missing columns {sorted(missing)}")
+    # eval fills these in every row; an empty one (a hand-edited or foreign file) would group as NaN and fail
+    # deep in a table, so it is named here
+    named = ["run", "method", "dataset", "scale", "metric", "ckpt"]
+    blank = df[named].isna()
+    if blank.to_numpy().any():
+        row, column = next((i, c) for i, (_, r) in enumerate(blank.iterrows()) for c in named if r[c])
+        raise FskdError(f"{results}: data row {row + 1} has an empty {column!r} cell (every row names its run, "
+                        "method, dataset, scale, metric and checkpoint); fix or remove that row")
     df["value"] = pd.to_numeric(df["value"], errors="coerce")
     return df.dropna(subset=["value"])
 

@@ -17,6 +17,8 @@ read (the config inside the checkpoint, the training set's ``meta.yaml``, the te
 from __future__ import annotations
 
 import copy
+import errno
+import os
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -29,6 +31,7 @@ import torch
 import yaml
 
 from .. import __version__
+from .config import check_arguments
 from .errors import FskdError
 from .guard import note_checkpoint
 from .io import atomic_path
@@ -36,6 +39,9 @@ from .preprocess import Preprocess
 from .scale import INTERPOLATIONS, Scale
 
 KINDS = ("teacher", "student")
+#: the input sizes a checkpoint may record: those a recipe may give (``model.kwargs.input_size``); a larger one
+#: would have every photo resized to it (10^5 px square: 30 GB a crop) before any weight is used
+INPUT_SIZES = (16, 4096)
 
 
 @dataclass(frozen=True)
@@ -168,15 +174,28 @@ def load_checkpoint(path: str | Path, kind: str | None = None) -> Checkpoint:
 
 def _file(path: Path) -> Path:
     if path.is_dir():
-        if not (path / "checkpoint.pt").exists():
+        if not os.path.lexists(path / "checkpoint.pt"):  # a broken link there is named below
             named_as_file = path.suffix in (".pt", ".pth", ".ckpt")
             raise FskdError(f"{path}: {'a folder, not a checkpoint file' if named_as_file else 'a folder without checkpoint.pt'}")
         path = path / "checkpoint.pt"
     if not path.exists():
+        if path.is_symlink():  # "not found" would send the user looking for a file that is there
+            target = os.readlink(path)
+            what = "a symbolic link loop" if _loops(path) else f"a broken symbolic link (to {target})"
+            raise FskdError(f"{path}: {what}, not a checkpoint")
         raise FskdError(f"{path}: checkpoint not found")
     if not path.is_file():
         raise FskdError(f"{path}: not a file (a checkpoint is a file, or a run folder holding checkpoint.pt)")
     return path
+
+
+def _loops(link: Path) -> bool:
+    """Whether following ``link`` leads back to itself (ELOOP), rather than to nothing."""
+    try:
+        link.stat()
+    except OSError as e:
+        return e.errno == errno.ELOOP
+    return False
 
 
 def _read(path: Path) -> dict[str, Any]:
@@ -207,24 +226,26 @@ class _Reader:
         kind = raw.get("kind")
         if kind not in KINDS:
             raise self.fail(f"kind is {kind!r}; an fskd checkpoint is a {' or a '.join(KINDS)}")
-        config = self._mapping("config", required=False)
+        config = self._config()
         method = self._optional_str("method")
         if kind == "student" and not method:
             raise self.fail("a student checkpoint without its method")
         weights, head_weights = self._tensors("model"), self._tensors("head")
         distiller = self._tensors("distiller", allow_empty=True) if "distiller" in raw else {}
         scale = self._scale(kind, config)
+        num_classes, embedding_size = self._int("num_classes", minimum=0), self._embedding_size(head_weights)
+        self._check_head_shape(head_weights, num_classes, embedding_size)
         return Checkpoint(
             path=self.path, kind=kind, arch=self._arch("arch"), head=self._arch("head_arch"),
-            num_classes=self._int("num_classes", minimum=0), input_size=self._input_size(config),
-            embedding_size=self._embedding_size(head_weights), preprocess=self._preprocess(),
+            num_classes=num_classes, input_size=self._input_size(config),
+            embedding_size=embedding_size, preprocess=self._preprocess(),
             method=method, scale=scale, degradation=self._degradation(config, scale),
             teacher=self._optional_str("teacher"), variant=self._variant(kind, config),
             data_fingerprint=self._optional_str("data_fingerprint"),
-            fskd_version=str(raw.get("fskd_version", "unknown")), step=self._int("step", minimum=0, default=0),
+            fskd_version=self._optional_str("fskd_version") or "unknown", step=self._int("step", minimum=0, default=0),
             weights=MappingProxyType(weights), head_weights=MappingProxyType(head_weights),
             distiller_weights=MappingProxyType(distiller),
-            imported=MappingProxyType(dict(raw["imported"])) if isinstance(raw.get("imported"), dict) else None,
+            imported=MappingProxyType(self._mapping("imported")) if raw.get("imported") is not None else None,
             notes=tuple(self.notes), _config=MappingProxyType(config),
             _training=MappingProxyType({k: raw[k] for k in ("optimizer", "scheduler", "scaler", "rng", "meters",
                                                             "log_sums", "total_steps", "epoch") if k in raw}))
@@ -237,7 +258,25 @@ class _Reader:
         kwargs = arch.get("kwargs") or {}
         if not isinstance(kwargs, dict) or not all(isinstance(k, str) for k in kwargs):
             raise self.fail(f"{key}.kwargs must be a mapping of names, got {_short(kwargs)}")
+        kwargs = check_arguments(kwargs, str(self.path), f"{key}.kwargs")  # the ranges a recipe's arguments have
         return Architecture(arch["name"], MappingProxyType(copy.deepcopy(kwargs)))
+
+    def _config(self) -> dict[str, Any]:
+        """The recorded recipe; the sections later stages read (``data``, ``model``, ``distill``) must be
+        mappings and the training set's path text, or an old checkpoint's missing fields could not be read."""
+        config = self._mapping("config", required=False)
+        for section in ("data", "model", "distill"):
+            value = config.get(section)
+            if value is not None and not isinstance(value, dict):
+                raise self.fail(f"config.{section} must be a mapping, got {_short(value)}")
+        for section, key in (("data", "path"), ("data", "eval_split"), ("distill", "teacher_method")):
+            value = (config.get(section) or {}).get(key)
+            if value is not None and not isinstance(value, str):
+                raise self.fail(f"config.{section}.{key} must be text, got {_short(value)}")
+        kwargs = (config.get("model") or {}).get("kwargs")
+        if kwargs is not None and not isinstance(kwargs, dict):
+            raise self.fail(f"config.model.kwargs must be a mapping, got {_short(kwargs)}")
+        return config
 
     def _mapping(self, key: str, required: bool = True) -> dict[str, Any]:
         value = self.raw.get(key)
@@ -261,10 +300,11 @@ class _Reader:
                                 "or the file is damaged: use an earlier checkpoint")
         return dict(state)
 
-    def _int(self, key: str, minimum: int, default: int | None = None) -> int:
+    def _int(self, key: str, minimum: int, default: int | None = None, maximum: int | None = None) -> int:
         value = self.raw.get(key, default)
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise self.fail(f"{key} must be an integer >= {minimum}, got {_short(value)}")
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum or (maximum and value > maximum):
+            bounds = f"in [{minimum}, {maximum}]" if maximum else f">= {minimum}"
+            raise self.fail(f"{key} must be an integer {bounds}, got {_short(value)}")
         return value
 
     def _optional_str(self, key: str) -> str | None:
@@ -275,7 +315,7 @@ class _Reader:
 
     def _input_size(self, config: dict[str, Any]) -> int:
         if "input_size" in self.raw:
-            return self._int("input_size", minimum=1)
+            return self._int("input_size", minimum=INPUT_SIZES[0], maximum=INPUT_SIZES[1])
         size = ((config.get("model") or {}).get("kwargs") or {}).get("input_size")
         self.notes.append("input_size: not recorded; read from the model's arguments (default 112 for faces)")
         return int(size) if isinstance(size, int) and size > 0 else 112
@@ -287,6 +327,14 @@ class _Reader:
         if weight is None or weight.dim() != 2:
             raise self.fail("records no embedding_size and its head has no [classes, embedding] weight")
         return int(weight.shape[1])
+
+    def _check_head_shape(self, head_weights: dict[str, torch.Tensor], num_classes: int, embedding_size: int) -> None:
+        """The head's ``[classes, embedding]`` weight agrees with the recorded sizes: checked here, before a head of
+        the recorded sizes is built (10^9 classes would take 128 GB before its shape could be compared)."""
+        weight = head_weights.get("weight")
+        if weight is not None and weight.dim() == 2 and tuple(weight.shape) != (num_classes, embedding_size):
+            raise self.fail(f"head weight has shape {tuple(weight.shape)}, but the checkpoint records "
+                            f"num_classes {num_classes} and embedding_size {embedding_size}")
 
     def _preprocess(self) -> Preprocess:
         value = self.raw.get("preprocess")
@@ -301,9 +349,14 @@ class _Reader:
             raise self.fail(f"preprocess: {e}") from None
 
     def _scale(self, kind: str, config: dict[str, Any]) -> Scale:
-        if kind == "teacher":
+        # a recorded scale wins, whatever it holds (0 included); only a checkpoint without one reads its recipe
+        value = self.raw["scale"] if "scale" in self.raw else (config.get("distill") or {}).get("scale")
+        if kind == "teacher":  # trained on HR images; an older teacher records no scale
+            if value is not None and str(value) != Scale.x1.value:
+                raise self.fail(f"scale is {_short(value)}, but a teacher is trained at scale 1 (HR images)")
             return Scale.x1
-        value = self.raw.get("scale") or (config.get("distill") or {}).get("scale")
+        if isinstance(value, bool) or not isinstance(value, str | int):
+            raise self.fail(f"scale must be one of {', '.join(s.value for s in Scale)}, got {_short(value)}")
         try:
             return Scale.parse(value)
         except ValueError as e:
@@ -335,6 +388,9 @@ class _Reader:
         scales = value.get("scales", scale.factors)
         if not isinstance(scales, list | tuple) or not all(isinstance(s, int) and s in (1, 2, 4, 8) for s in scales):
             raise self.fail(f"degradation.scales must list factors among 1, 2, 4, 8, got {_short(scales)}")
+        if tuple(scales) != scale.factors:  # what the run trained on is what its scale says
+            raise self.fail(f"degradation.scales {list(scales)} contradicts scale {scale.value} (which trains on "
+                            f"{list(scale.factors)})")
         return Degradation(interpolation, antialias, tuple(scales), source)
 
     def _variant(self, kind: str, config: dict[str, Any]) -> str:

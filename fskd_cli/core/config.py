@@ -414,6 +414,12 @@ def _arguments(value: dict[str, Any], where: Callable[[str], str], key: str) -> 
     return out
 
 
+def check_arguments(value: dict[str, Any], source: str, key: str) -> dict[str, Any]:
+    """The known arguments of ``value`` checked as a recipe's are (:data:`_ARGS`), errors naming ``source``: a
+    checkpoint's recorded model and head arguments reach the same factories, so they get the same ranges."""
+    return _arguments(value, lambda _: source, key)
+
+
 _CHOICES = (("data.degrade", ("disk", "device")), ("train.amp", ("auto", "off", "bf16", "fp16")))
 
 

@@ -21,7 +21,7 @@ from datetime import datetime
 from pathlib import Path
 
 from .errors import FskdError
-from .io import WRITE_FAULTS, write_faults
+from .io import WRITE_FAULTS, make_dirs, write_faults
 
 LOCK = ".fskd.lock"
 RUN_HINT = "wait for it or choose another --out"
@@ -77,7 +77,7 @@ def hold_folder(folder: str | os.PathLike, what: str = "fskd run", hint: str = R
     folder = Path(folder)
     path = folder / name
     with write_faults(path):
-        folder.mkdir(parents=True, exist_ok=True)
+        make_dirs(folder)  # a file where the folder goes is one line
         fd = _open(path, os.O_RDWR | os.O_CREAT)
         if not _take(fd, fcntl.LOCK_EX, _RETRY_S):
             holder = _holder(fd)

@@ -45,6 +45,8 @@ def check_output_folder(path: str | Path, option: str = "--out", force: bool = F
 def check_replaceable(path: str | Path, ours: Callable[[Path], bool], command: str, option: str = "--out") -> Path:
     """``path`` may be written: it is new, or ``ours(path)`` recognises an earlier output of ``fskd COMMAND``."""
     path = check_output_file(path, option)
+    if path.is_symlink() and not path.exists():  # writing would replace the user's link with a file
+        raise FskdError(f"{path}: a broken symbolic link (to {os.readlink(path)}); choose another {option}")
     if path.exists() and not ours(path):
         raise FskdError(f"{path}: exists and is not an `fskd {command}` output; choose another {option}")
     return path
@@ -65,6 +67,12 @@ def starts_with_text(path: Path, mark: str, limit: int = 8192) -> bool:
             return mark.encode() in f.read(limit)
     except OSError:
         return False
+
+
+def written_by_matplotlib(path: Path) -> bool:
+    """Whether ``path`` is a PNG that matplotlib wrote (its header names it), as every fskd figure is: a figure
+    may replace such a file, never a user's own picture of the same name."""
+    return starts_with_text(path, "Matplotlib version", 512)
 
 
 def _check_parents(path: Path, option: str) -> None:

@@ -8,7 +8,9 @@ evaluated in the teacher's convention, so every stage turns uint8 images into mo
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
+from numbers import Real
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # torch loads where images are converted, so a recipe is checked without it
@@ -35,9 +37,14 @@ class Preprocess:
             raise ValueError(f"color must be rgb or bgr, got {self.color!r}")
         for name in ("mean", "std"):
             value = getattr(self, name)
+            numbers = list(value) if isinstance(value, (list, tuple)) else [value]
+            if isinstance(value, (list, tuple)) and len(value) != 3:
+                raise ValueError(f"{name} must be one number or three (one per channel), got {list(value)}")
+            # a string or mapping would reach torch only when the first image is converted, NaN or inf would
+            # turn every input into NaN or 0: each is refused where the convention is read
+            if not all(isinstance(v, Real) and not isinstance(v, bool) and math.isfinite(v) for v in numbers):
+                raise ValueError(f"{name} must be finite numbers, one or three (one per channel), got {value!r}")
             if isinstance(value, (list, tuple)):
-                if len(value) != 3:
-                    raise ValueError(f"{name} must be one number or three (one per channel), got {list(value)}")
                 object.__setattr__(self, name, tuple(float(v) for v in value))  # lists from YAML, tuples kept
         stds = self.std if isinstance(self.std, tuple) else (self.std,)
         if not all(s > 0 for s in stds):

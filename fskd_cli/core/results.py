@@ -44,6 +44,22 @@ def check_results_csv(path: str | Path) -> Path:
     return path
 
 
+#: the entries :func:`record` gives every eval JSON: how a file there is known as an earlier eval's
+EVAL_KEYS = frozenset({"run", "method", "dataset", "scale", "ckpt", "metrics", "setting"})
+_EVAL_JSON_MAX = 16 * 2**20  # eval JSONs are kilobytes; a larger file there is not one
+
+
+def written_by_eval(path: Path) -> bool:
+    """Whether ``path`` holds an eval JSON (a JSON object with :data:`EVAL_KEYS`), so that an eval may replace it."""
+    try:
+        if path.stat().st_size > _EVAL_JSON_MAX:
+            return False
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # ValueError: not UTF-8, not JSON
+        return False
+    return isinstance(data, dict) and EVAL_KEYS <= set(data)
+
+
 def record(results: str | Path, json_path: str | Path, setting: RunSetting, ckpt: str, dataset: str, scale: str,
            metrics: dict[str, float], details: dict[str, Any]) -> dict[str, Any]:
     """Write the eval JSON (who, metrics, details, training setting) and append one results.csv row per metric."""

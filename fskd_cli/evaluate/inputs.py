@@ -17,7 +17,7 @@ import torch
 from ..core.checkpoint import load_checkpoint
 from ..core.errors import FskdError
 from ..core.outputs import check_output_file
-from ..core.results import record
+from ..core.results import record, written_by_eval
 from ..core.runs import RunSetting
 from ..data.dataset import PairDataset
 from ..data.manifest import Row, read_meta
@@ -83,8 +83,13 @@ class Evaluation:
         return {**payload, "json": str(json_path)}
 
     def json_path(self, stem: str, given: str | Path | None = None) -> Path:
-        """Where the eval JSON goes: ``given``, or ``runs/NAME/eval/STEM.json``."""
-        return check_output_file(given if given else self.eval_dir / f"{stem}.json", "the eval JSON")
+        """Where the eval JSON goes: ``given``, or ``runs/NAME/eval/STEM.json``; a file there that no eval wrote (a
+        checkpoint kept in a folder of the user's own) is refused, never replaced."""
+        path = check_output_file(given if given else self.eval_dir / f"{stem}.json", "the eval JSON")
+        if path.exists() and not written_by_eval(path):
+            raise FskdError(f"{path}: exists and is not an `fskd eval` output; move it away, or give the "
+                            "checkpoint a run folder of its own (eval writes into its eval/ folder)")
+        return path
 
 
 def _check_task(data: str | Path, task: str, benchmark: str) -> dict[str, Any]:
@@ -92,9 +97,14 @@ def _check_task(data: str | Path, task: str, benchmark: str) -> dict[str, Any]:
     meta = read_meta(data)
     holdout_pairs = task == "verification" and (Path(data) / "pairs.csv").exists()
     if meta["task"] != task and not holdout_pairs:
-        raise FskdError(f"{Path(data) / 'meta.yaml'}: a {meta['task']} set, but `fskd eval {benchmark}` "
-                        f"needs {'an' if task[0] in 'aeiou' else 'a'} {task} set")
+        raise FskdError(f"{Path(data) / 'meta.yaml'}: {_a(str(meta['task']))} set, but `fskd eval {benchmark}` "
+                        f"needs {_a(task)} set")
     return meta
+
+
+def _a(word: str) -> str:
+    """``an identification``, ``a verification``."""
+    return f"{'an' if word[:1] in tuple('aeiou') else 'a'} {word}"
 
 
 def _check_size(model: ReadyModel, meta: dict[str, Any], data: str | Path) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..core.errors import FskdError
-from ..core.outputs import check_output_file
+from ..core.outputs import check_output_file, check_replaceable, written_by_matplotlib
 from ..data.manifest import Row, read_manifest, read_pairs
 from .inputs import Evaluation, dataset_label
 from .plots import plot_roc
@@ -94,16 +94,19 @@ def verification_stage(ckpt: str | Path, data: str | Path, *, dataset: str, scal
                          batch_size=batch_size)
     rows = read_manifest(data)
     pairs, left_pos, right_pos = read_verification_pairs(data, rows)
+    # the outputs first: no embedding is computed for a JSON or figure that cannot be written
+    json_path = ev.json_path(f"{dataset}_x{scale}{'_cross' if cross_resolution else ''}_{protocol}", json_path)
+    roc_png = check_replaceable(roc_png or json_path.with_name(f"{json_path.stem}_roc.png"), written_by_matplotlib,
+                               "eval", "--roc")
+    scores_csv = None if scores_csv is None else check_output_file(scores_csv, "--save-scores")
     left_scale = 1 if cross_resolution else scale
     (l_emb, l_mirror), (r_emb, r_mirror) = _side_embeddings(ev, rows, [left_pos, right_pos], [left_scale, scale], dataset)
     same = np.array([s for _, _, s in pairs])
     # the pairs were checked above (folds, both kinds of pair); a ValueError here would be a bug
     result = verification_accuracy(l_emb, l_mirror, r_emb, r_mirror, same, protocol=protocol, n_folds=N_FOLDS)
 
-    json_path = ev.json_path(f"{dataset}_x{scale}{'_cross' if cross_resolution else ''}_{protocol}", json_path)
-    roc_png = check_output_file(roc_png or json_path.with_name(f"{json_path.stem}_roc.png"), "--roc")
     if scores_csv is not None:
-        save_scores(check_output_file(scores_csv, "--save-scores"), [p[0] for p in pairs], [p[1] for p in pairs],
+        save_scores(scores_csv, [p[0] for p in pairs], [p[1] for p in pairs],
                     same, result)
     res_word = f"HR vs x{scale} LR" if cross_resolution else f"x{scale}" if scale > 1 else "HR"
     plot_roc({ev.setting.legend: result}, roc_png, f"{dataset} verification, {res_word} ({protocol} protocol)")

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from ..core.errors import FskdError
-from ..core.outputs import check_output_file
+from ..core.outputs import check_replaceable, written_by_matplotlib
 from ..data.manifest import Row, read_manifest
 from .identification import DISTRACTOR, REPORTED_RANKS, identification_accuracy
 from .inputs import Evaluation, dataset_label
@@ -47,6 +47,10 @@ def identification_stage(ckpt: str | Path, data: str | Path, *, dataset: str, sc
     ev = Evaluation.open(ckpt, data, "identification", benchmark, lr_source=lr_source, device=device,
                          batch_size=batch_size)
     probes, gallery, unused = _roles(data, read_manifest(data))
+    # the outputs first: no embedding is computed for a JSON or figure that cannot be written
+    json_path = ev.json_path(f"{dataset}_x{scale}{'_cross' if cross_resolution else ''}", json_path)
+    cmc_png = check_replaceable(cmc_png or json_path.with_name(f"{json_path.stem}_cmc.png"), written_by_matplotlib,
+                               "eval", "--cmc")
     gallery_scale = 1 if cross_resolution else scale
 
     def features(rows: list[Row], s: int, what: str) -> np.ndarray:
@@ -58,8 +62,6 @@ def identification_stage(ckpt: str | Path, data: str | Path, *, dataset: str, sc
                                      features(gallery, gallery_scale, "gallery"), gallery_labels,
                                      max_rank=min(MAX_RANK, len(gallery)))
 
-    json_path = ev.json_path(f"{dataset}_x{scale}{'_cross' if cross_resolution else ''}", json_path)
-    cmc_png = check_output_file(cmc_png or json_path.with_name(f"{json_path.stem}_cmc.png"), "--cmc")
     res_word = f"x{scale} probes vs HR gallery" if cross_resolution else f"x{scale}" if scale > 1 else "native/HR"
     plot_cmc({ev.setting.legend: result.cmc}, cmc_png, f"{dataset} identification, {res_word} (distractors in gallery)")
     details = {

@@ -123,5 +123,6 @@ def classification_stage(ckpt: str | Path, data: str | Path, *, dataset: str, sc
     if ev.meta.get("num_classes") and ev.meta["num_classes"] > ck.num_classes:
         raise FskdError(f"{ck.path}: a {ck.num_classes}-class model cannot classify {data} "
                         f"({ev.meta['num_classes']} classes)")
+    json_path = ev.json_path(f"{dataset}_x{scale}")  # before the work: a file there that no eval wrote is refused
     metrics, details = classification_accuracy(ev, scale, split)
-    return ev.record(results, ev.json_path(f"{dataset}_x{scale}"), dataset, scale, metrics, details)
+    return ev.record(results, json_path, dataset, scale, metrics, details)

@@ -58,6 +58,10 @@ def load_weights(module: nn.Module, state: Mapping[str, torch.Tensor], path: Pat
         if state[name].shape != tensor.shape:
             raise FskdError(f"{path}: {what} weight {name} has shape {tuple(state[name].shape)}, the architecture "
                             f"needs {tuple(tensor.shape)}")
+        if state[name].is_floating_point() != tensor.is_floating_point():  # load_state_dict would cast silently:
+            # integer weights would lose their fractions, float counters would be truncated
+            raise FskdError(f"{path}: {what} weight {name} holds {state[name].dtype} values, the architecture "
+                            f"needs {tensor.dtype}")
     module.load_state_dict(dict(state))
 
 

@@ -227,6 +227,15 @@ def _name_from_csv(text: str, how: str) -> str:
     return os.fsdecode(unquote_to_bytes(text)) if how == PERCENT else text
 
 
+def _embed_header(head: list[str]) -> bool:
+    """Whether ``head`` is the header of an embed .csv: CSV_HEAD, the extra columns (absent in older files), then
+    ``e0..eN``. The first columns alone would let a user's own ``path,status,reason`` list be replaced."""
+    rest = head[len(CSV_HEAD):]
+    extra = rest[:len(CSV_EXTRA)] if rest[:len(CSV_EXTRA)] == CSV_EXTRA else []
+    columns = rest[len(extra):]
+    return head[:len(CSV_HEAD)] == CSV_HEAD and bool(columns) and columns == [f"e{i}" for i in range(len(columns))]
+
+
 def _written_by_embed(path: Path) -> bool:
     """Whether an existing ``--out`` file has the layout this module writes (so replacing it is safe)."""
     try:
@@ -234,6 +243,6 @@ def _written_by_embed(path: Path) -> bool:
             with np.load(path) as z:
                 return set(NPZ_KEYS) <= set(z.files)
         with open(path, newline="", encoding="utf-8") as f:
-            return next(csv.reader(io.StringIO(f.readline())), [])[:3] == CSV_HEAD
+            return _embed_header(next(csv.reader(io.StringIO(f.readline())), []))
     except (OSError, ValueError, zipfile.BadZipFile, UnicodeDecodeError):
         return False

@@ -49,12 +49,15 @@ class Photo:
 
 
 def list_photos(sources: Sequence[str | Path]) -> list[Path]:
-    """Image files named directly, and those below named folders; a missing source is an error."""
+    """Image files named directly, and those below named folders; a missing source is an error.
+
+    Every entry with an image suffix is kept, a broken or looping link and a FIFO included: each becomes an
+    ``unreadable`` row saying why (:func:`read_photo`) instead of vanishing from the count."""
     found: list[Path] = []
     for source in map(Path, sources):
         if source.is_dir():
-            found += sorted(p for p in source.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-        elif source.is_file():
+            found += sorted(p for p in source.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and not p.is_dir())
+        elif source.is_file() or source.is_symlink() or source.exists():  # a link or FIFO: a row saying why
             found.append(source)
         else:
             raise FskdError(f"{source}: no such file or folder")

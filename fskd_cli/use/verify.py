@@ -31,6 +31,7 @@ import numpy as np
 
 from ..core.errors import FskdError
 from ..core.scale import Scale, one_factor
+from ..data.readers.images import not_a_file
 from ..inference.model import ReadyModel
 from .embed import NOT_FINITE, describe_input, embed_crops
 from .photos import Cropper, scale_conflict
@@ -85,7 +86,9 @@ def verify(model: ReadyModel, a: str | Path | np.ndarray, b: str | Path | np.nda
     factor = one_factor(scale) if scale is not None else 1
     for photo in (a, b):
         if isinstance(photo, str | Path) and not Path(photo).is_file():
-            what = "is a folder; verify compares two photo files" if Path(photo).is_dir() else "no such file"
+            path = Path(photo)
+            what = ("is a folder; verify compares two photo files" if path.is_dir() else
+                    not_a_file(path) if path.is_symlink() or path.exists() else "no such file")
             raise FskdError(f"{photo}: {what}")
     if aligned and (problem := scale_conflict([a, b], model.input_size, factor)):
         raise FskdError(problem)

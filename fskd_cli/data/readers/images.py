@@ -68,6 +68,8 @@ def decode_image(data: bytes | Path, where: str) -> np.ndarray:
     equal channels; 16-bit and float images are scaled (:func:`to_uint8`). What PIL cannot open
     (float colour TIFFs) is tried with OpenCV. Any failure becomes :class:`UnreadableImage` naming ``where``.
     """
+    if not isinstance(data, bytes) and (problem := not_a_file(Path(data))):
+        raise UnreadableImage(f"{where}: {problem}")
     try:
         with Image.open(io.BytesIO(data) if isinstance(data, bytes) else data) as im:
             im.load()
@@ -85,11 +87,26 @@ def decode_image(data: bytes | Path, where: str) -> np.ndarray:
 
 def image_size(path: Path) -> tuple[int, int] | None:
     """``(width, height)`` from the file's header (nothing decoded), or None when PIL cannot read the header."""
+    if not_a_file(path):
+        return None
     try:
         with Image.open(path) as im:
             return im.size
     except _DECODE_ERRORS:
         return None
+
+
+def not_a_file(path: Path) -> str | None:
+    """Why ``path`` is not a regular file that can be opened (a broken or looping link, a FIFO, a device), or None.
+
+    Checked before opening: opening a FIFO waits for a writer forever, and a device may never end."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError as e:
+        return _stat_problem(path, e).removeprefix(f"{path}: ") if path.is_symlink() else "file not found"
+    except OSError as e:
+        return _stat_problem(path, e).removeprefix(f"{path}: ")
+    return None if stat.S_ISREG(mode) else "not a regular file (a FIFO, socket or device), so not an image"
 
 
 def _decode_with_opencv(data: bytes | Path, where: str, first: Exception) -> np.ndarray:

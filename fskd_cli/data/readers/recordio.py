@@ -381,8 +381,9 @@ def check_parts(parts: Any, meta_file: Path) -> list[str]:
     ``touch``, a copy that did not keep it) is a note, as is a set prepared before fingerprints were kept.
     Returns the notes.
     """
-    if not isinstance(parts, list) or not all(isinstance(p, dict) and {"rec", "idx"} <= set(p) for p in parts):
-        raise FskdError(f"{meta_file}: an in-place set needs 'records' (a list of rec/idx)")
+    if not isinstance(parts, list) or not all(isinstance(p, dict) and {"rec", "idx"} <= set(p)
+                                              and isinstance(p["rec"], str) and isinstance(p["idx"], str) for p in parts):
+        raise FskdError(f"{meta_file}: an in-place set needs 'records' (a list of rec/idx paths)")
     notes = []
     for part in parts:
         rec, idx = Path(part["rec"]), Path(part["idx"])
@@ -402,7 +403,9 @@ def check_parts(parts: Any, meta_file: Path) -> list[str]:
 def _compare(rec: Path, idx: Path, recorded: Any, meta_file: Path) -> list[str]:
     """One part against its ``recorded`` fingerprint: cheapest first (size, index, then the sampled records)."""
     root = meta_file.parent
-    if not isinstance(recorded, dict) or not set(_FINGERPRINT_KEYS) <= set(recorded):
+    if not isinstance(recorded, dict) or not set(_FINGERPRINT_KEYS) <= set(recorded) or not all(
+            isinstance(recorded[k], int) and not isinstance(recorded[k], bool) for k in ("size", "mtime_ns")):
+        # a size in words would read as "changed", naming the user's .rec instead of the edited meta.yaml
         raise FskdError(f"{meta_file}: the fingerprint of {rec.name} is not one fskd wrote; prepare {root} again")
 
     def changed(path: Path, what: str) -> FskdError:
