@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from conftest import assert_one_line_error, assert_untouched, run_main, tree_state
+from conftest import assert_one_line_error, assert_untouched, run_main, tree_state, write_face_set, write_recipe
 
 
 @pytest.mark.parametrize("name", ["checkpoint.pt", "log.csv", "config.yaml"])
@@ -43,3 +43,41 @@ def test_a_run_inside_its_training_set_is_refused_even_with_force(tmp_path, tiny
     result = run_main("train-teacher", "--recipe", tiny_recipe, "--out", out, "--force")
     assert_one_line_error(result, str(out), "training set")
     assert_untouched(before, tiny_digits)
+
+
+@pytest.fixture()
+def faces(tmp_path):
+    """A prepared training set of 4 people, 4 photos each."""
+    return write_face_set(tmp_path / "faces", "train", [(i, k, "") for i in range(4) for k in range(4)], split="train")
+
+
+@pytest.mark.parametrize("pairs", ["-20", "0"])
+def test_holdout_with_no_pairs_is_refused(faces, pairs):
+    """-20 was a ValueError traceback; 0 held people out with an empty pairs.csv and exit 0."""
+    before = tree_state(faces)
+    assert_one_line_error(run_main("prepare", "holdout", faces, "--identities", "2", "--pairs", pairs),
+                          f"--pairs {pairs}", "positive multiple of 20")
+    assert_untouched(before, faces)
+
+
+def test_holdout_with_more_pairs_than_people_allow_names_the_option(faces):
+    result = run_main("prepare", "holdout", faces, "--identities", "2", "--pairs", "1000")
+    assert assert_one_line_error(result, "500 same").startswith("error: --pairs 1000: ")
+
+
+def test_training_on_one_class_is_refused(tmp_path):
+    """It trained to the end with a loss of 0 from the first step, exit 0."""
+    data = write_face_set(tmp_path / "one", "train", [(0, k, "") for k in range(4)], split="train")
+    recipe = write_recipe(tmp_path / "r.yaml", data, model={"name": "iresnet18", "kwargs": {"base_width": 4, "input_size": 32}},
+                          train={"batch_size": 2, "lr": 0.1, "steps": 2})
+    out = tmp_path / "run"
+    assert_one_line_error(run_main("train-teacher", "--recipe", recipe, "--out", out), "manifest.csv", "1 class")
+    assert not out.exists()
+
+
+def test_eval_of_one_benchmark_on_anothers_set_is_refused(tmp_path, tiny_teacher, tiny_digits):
+    """`eval svhn --data data/digits` used to record the digit accuracy as an SVHN row of results.csv."""
+    results = tmp_path / "results.csv"
+    result = run_main("eval", "svhn", "--ckpt", tiny_teacher, "--data", tiny_digits, "--results", results)
+    assert_one_line_error(result, "meta.yaml", "a digits set", "fskd eval digits")
+    assert not results.exists() and not (tiny_teacher / "eval" / "svhn_x1.json").exists()

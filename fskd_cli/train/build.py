@@ -266,6 +266,10 @@ def _training_data(cfg: RunConfig, main: bool) -> tuple[dict[str, Any], list[Row
     rows = read_manifest(cfg.data.path, split=cfg.data.train_split)
     if not rows:
         raise FskdError(f"{Path(cfg.data.path) / 'manifest.csv'}: no usable images in split {cfg.data.train_split!r}")
+    classes = len({r.label for r in rows})
+    if classes < 2:  # one class: the loss is 0 from the first step and the run would learn nothing
+        raise FskdError(f"{Path(cfg.data.path) / 'manifest.csv'}: split {cfg.data.train_split!r} has {classes} class "
+                        "(identity); training needs at least 2")
     return meta, rows, max(r.label for r in rows) + 1
 
 
