@@ -81,3 +81,45 @@ def test_eval_of_one_benchmark_on_anothers_set_is_refused(tmp_path, tiny_teacher
     result = run_main("eval", "svhn", "--ckpt", tiny_teacher, "--data", tiny_digits, "--results", results)
     assert_one_line_error(result, "meta.yaml", "a digits set", "fskd eval digits")
     assert not results.exists() and not (tiny_teacher / "eval" / "svhn_x1.json").exists()
+
+
+def _results(path, values):
+    """A results.csv of base and f-skd over seeds 0..n-1, ``values[i]`` f-skd's value for seed i."""
+    from fskd_cli.core.results import RESULT_FIELDS
+
+    rows = [",".join(RESULT_FIELDS)]
+    for seed, value in enumerate(values):
+        for method, v in (("base", "0.8"), ("f-skd", value)):
+            run = f"{method}-s{seed}"
+            rows.append(f"{run},{method},digits,4,{seed},t,accuracy,{v},runs/{run}/checkpoint.pt,2026-01-01T00:00:00")
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("command", ["table", "compare"])
+@pytest.mark.parametrize("value", ["abc", "inf", "-inf"])
+def test_a_damaged_value_in_results_is_named_not_dropped(tmp_path, command, value):
+    """'abc' was silently read as a missing seed; 'inf' made the table's mean 'inf ± nan', exit 0."""
+    results = _results(tmp_path / "results.csv", ["0.9", "0.85", value, "0.9"])
+    result = run_main("analyze", command, "--results", results, "--out", tmp_path / "out")
+    assert_one_line_error(result, str(results), "f-skd-s2", repr(value))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results.csv"]
+
+
+def test_a_value_an_eval_could_not_measure_is_left_out(tmp_path):
+    results = _results(tmp_path / "results.csv", ["0.9", "nan", "", "0.9"])
+    assert run_main("analyze", "table", "--results", results, "--out", tmp_path / "t").exit_code == 0
+    assert "(n=2)" in (tmp_path / "t.md").read_text()
+
+
+@pytest.mark.parametrize("command", ["table", "compare"])
+@pytest.mark.parametrize("out", [".", "..", "/"])
+def test_an_out_that_names_no_file_is_refused(tmp_path, monkeypatch, command, out):
+    """'.' and '/' were a ValueError traceback; '..' wrote '...md' and '...csv' into the working folder."""
+    results = _results(tmp_path / "results.csv", ["0.9"] * 3)
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    before = tree_state(tmp_path)
+    assert_one_line_error(run_main("analyze", command, "--results", results, "--out", out), f"--out {out}")
+    assert_untouched(before, tmp_path)
