@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 
 import pytest
+import yaml
 from conftest import assert_one_line_error, assert_untouched, run_main, tree_state, write_face_set, write_recipe
 
 
@@ -123,3 +124,49 @@ def test_an_out_that_names_no_file_is_refused(tmp_path, monkeypatch, command, ou
     before = tree_state(tmp_path)
     assert_one_line_error(run_main("analyze", command, "--results", results, "--out", out), f"--out {out}")
     assert_untouched(before, tmp_path)
+
+
+@pytest.mark.parametrize("key, value", [("distill.method", "nope"), ("distill.teacher_method", "f-skd"),
+                                        ("model.name", "nosuch"), ("model.head", "nosuch")])
+def test_an_unknown_name_in_a_recipe_names_the_recipe_and_key(tmp_path, tiny_digits, key, value):
+    """distill.method was ignored by a teacher run (exit 0), and the others said 'unknown ...' naming no file."""
+    section, name = key.split(".")
+    recipe = write_recipe(tmp_path / "r.yaml", tiny_digits)
+    data = yaml.safe_load(recipe.read_text())
+    data[section][name] = value
+    recipe.write_text(yaml.safe_dump(data))
+    out = tmp_path / "run"
+    assert_one_line_error(run_main("train-teacher", "--recipe", recipe, "--out", out), str(recipe), key, repr(value))
+    assert not out.exists()
+
+
+def test_a_decoder_that_cannot_give_back_the_input_is_refused_before_out_is_claimed(tmp_path, tiny_recipe):
+    """The mismatch surfaced at the first step, after config.yaml and the marker were written."""
+    out = tmp_path / "run"
+    result = run_main("train-teacher", "--recipe", tiny_recipe, "--method", "qualnet-decoder", "--out", out)
+    assert_one_line_error(result, "qualnet-decoder", "64px", "32px")
+    assert not out.exists()
+
+
+def test_an_empty_log_is_named_on_resume(tmp_path, tiny_recipe):
+    out = tmp_path / "run"
+    assert run_main("train-teacher", "--recipe", tiny_recipe, "--out", out, "--stop-after", "1").exit_code == 0
+    (out / "log.csv").write_text("")
+    result = run_main("train-teacher", "--recipe", tiny_recipe, "--out", out, "--resume")
+    assert_one_line_error(result, str(out / "log.csv"), "an empty file")
+
+
+def test_export_to_a_folder_name_is_one_line(tmp_path, tiny_teacher, monkeypatch):
+    """'.' and '/' were a ValueError traceback."""
+    monkeypatch.chdir(tmp_path)
+    for out in (".", "/"):
+        assert_one_line_error(run_main("export", "--ckpt", tiny_teacher, "--format", "torchscript", "--out", out),
+                              f"{out}: is a folder")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_import_teacher_from_a_folder_says_so(tmp_path):
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    result = run_main("import-teacher", weights, "--arch", "iresnet18", "--format", "insightface", "--out", tmp_path / "t")
+    assert_one_line_error(result, str(weights), "a folder")

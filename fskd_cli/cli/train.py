@@ -83,9 +83,14 @@ def _overrides(data: str | None, seed: int | None, epochs: int | None, steps: in
 
 
 def _resolve(recipe: str, overrides: dict[str, Any], sets: list[str] | None):
+    """The run's config, every name a registry holds (methods, models, heads) checked with the recipe."""
     from ..core.config import parse_sets, resolve
+    from ..models import model_names
+    from ..models.heads import HEADS
 
-    return resolve(recipe, overrides, sets=parse_sets(sets))
+    names = {"distill.method": student_methods(), "distill.teacher_method": teacher_methods(),
+             "model.name": model_names(), "model.head": list(HEADS)}
+    return resolve(recipe, overrides, sets=parse_sets(sets), names=names)
 
 
 def train_teacher_command(recipe: Recipe = DEFAULT_RECIPE,

@@ -22,7 +22,7 @@ import os
 import re
 import types
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from itertools import pairwise
 from pathlib import Path
@@ -197,11 +197,15 @@ def check_key(key: str, source: str) -> None:
 
 
 def resolve(recipe: str | Path | None, overrides: dict[str, Any] | None = None,
-            base: dict[str, Any] | None = None, sets: dict[str, Any] | None = None) -> RunConfig:
+            base: dict[str, Any] | None = None, sets: dict[str, Any] | None = None,
+            names: Mapping[str, Iterable[str]] | None = None) -> RunConfig:
     """Recipe (path or packaged name; or a ``base`` dict) + dotted overrides -> a checked RunConfig.
 
     ``overrides`` are typed CLI options: those whose value is ``None`` were not given and keep the
     recipe's value. ``sets`` (from ``--set``, see :func:`parse_sets`) apply as given, ``null`` included.
+    ``names``: the values a key may take that registries above the core define (``distill.method``,
+    ``model.name``, ...), so a misspelt one is refused naming the recipe and key, even where this run does not
+    use it (a teacher run of a recipe whose students' method is unknown).
     """
     path = find_recipe(recipe) if recipe else None
     data = load_recipe(path) if path else dict(base or {})
@@ -215,6 +219,10 @@ def resolve(recipe: str | Path | None, overrides: dict[str, Any] | None = None,
     _check_sections(data, where)
     cfg = _build(RunConfig, data, where, "")
     _validate(cfg, where)
+    for key, allowed in (names or {}).items():
+        value, allowed = _get(cfg, key), list(allowed)
+        if value is not None and value not in allowed:
+            raise FskdError(f"{where(key)}: {key} must be one of {', '.join(allowed)}, got {value!r}")
     return cfg
 
 

@@ -297,6 +297,9 @@ def _distillation(cfg: RunConfig, kind: str, model: nn.Module, head: nn.Module, 
         check_fit(distiller, model, teacher, shapes, teacher_ck)
     else:  # only its checkpoint is used (QualNet's decoder): no teacher forward
         teacher = None
+    check_input_size = getattr(distiller, "check_input_size", None)
+    if check_input_size is not None:  # e.g. a decoder must give back images of the input's size
+        check_input_size(model.input_size)
     init_student = getattr(distiller, "init_student", None)
     if init_student is not None:  # e.g. start the student from the teacher's weights (before the optimizer)
         init_student(model, head, teacher_ck)
