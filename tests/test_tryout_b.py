@@ -170,3 +170,20 @@ def test_import_teacher_from_a_folder_says_so(tmp_path):
     weights.mkdir()
     result = run_main("import-teacher", weights, "--arch", "iresnet18", "--format", "insightface", "--out", tmp_path / "t")
     assert_one_line_error(result, str(weights), "a folder")
+
+
+@pytest.mark.parametrize("base, needle", [("[a]", "base must be the path"), ("3", "base must be the path"),
+                                          ("nothere.yaml", "base nothere.yaml: recipe not found")])
+def test_a_bad_base_names_the_recipe_that_gives_it(tmp_path, base, needle):
+    """It was '['a']: recipe not found', naming neither the recipe nor the key."""
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"base: {base}\nseed: 1\n")
+    assert_one_line_error(run_main("train-teacher", "--recipe", recipe, "--out", tmp_path / "run"), str(recipe), needle)
+
+
+@pytest.mark.parametrize("args, option", [(("--seed", "99999999999"), "--seed"), (("--lr", "-1"), "--lr"),
+                                          (("--device", "gpu"), "--device")])
+def test_a_typed_option_out_of_range_names_the_option(tmp_path, tiny_recipe, args, option):
+    """The error named 'the command line' instead of the option."""
+    result = run_main("train-teacher", "--recipe", tiny_recipe, *args, "--out", tmp_path / "run")
+    assert assert_one_line_error(result).startswith(f"error: {option}: ")
