@@ -7,7 +7,16 @@ import os
 
 import pytest
 import yaml
-from conftest import assert_one_line_error, assert_untouched, run_main, tree_state, write_face_set, write_recipe
+from conftest import (
+    assert_one_line_error,
+    assert_untouched,
+    encode,
+    pattern,
+    run_main,
+    tree_state,
+    write_face_set,
+    write_recipe,
+)
 
 
 @pytest.mark.parametrize("name", ["checkpoint.pt", "log.csv", "config.yaml"])
@@ -187,3 +196,17 @@ def test_a_typed_option_out_of_range_names_the_option(tmp_path, tiny_recipe, arg
     """The error named 'the command line' instead of the option."""
     result = run_main("train-teacher", "--recipe", tiny_recipe, *args, "--out", tmp_path / "run")
     assert assert_one_line_error(result).startswith(f"error: {option}: ")
+
+
+@pytest.mark.parametrize("where", [".", "prepared"])
+def test_prepare_into_its_source_folder_is_refused(tmp_path, where):
+    """A rerun read the prepared images as photos of one more identity, 'prepared' (6 photos became 30)."""
+    src = tmp_path / "photos"
+    for person in ("a", "b"):
+        (src / person).mkdir(parents=True)
+        (src / person / "0.png").write_bytes(encode(pattern(len(person))))
+    before = tree_state(tmp_path)
+    out = src / where
+    result = run_main("prepare", "folder", src, "--out", out, "--force", "--workers", "1")
+    assert_one_line_error(result, str(out), "source folder")
+    assert_untouched(before, tmp_path)
