@@ -154,7 +154,7 @@ def test_values_a_library_would_refuse_are_refused_at_load(tmp_path, tiny_digits
 
 
 @pytest.mark.parametrize("args, needle", [
-    (("--seed", "100000000000000000000"), "the command line: seed must be <= 4294967295"),
+    (("--seed", "100000000000000000000"), "--seed: seed must be <= 4294967295"),
     (("--set", "seed=1e20"), "--set seed: seed must be <= 4294967295"),
     (("--set", "model.kwargs.width=-4"), "--set model.kwargs.width: model.kwargs.width must be >= 1"),
     (("--set", "model.head_kwargs={s: -30}"), "--set model.head_kwargs: model.head_kwargs.s must be > 0"),

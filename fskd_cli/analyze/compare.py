@@ -27,7 +27,7 @@ from matplotlib.figure import Figure
 
 from ..core.errors import FskdError
 from ..core.io import write_csv, write_text
-from ..core.outputs import check_replaceable, save_figure, starts_with_text
+from ..core.outputs import check_replaceable, output_stem, save_figure, starts_with_text
 from .figures import STUDENT_COLOURS
 from .paired import LEVEL, MIN_PAIRS, MINUS, Comparison, against, signed
 from .paper import FAMILY_NAMES, method_name, row_order
@@ -73,6 +73,7 @@ class Group:
 def compare_results(results: Path, out: Path, *, baseline: str = "base", metric: str | None = None,
                     dataset: str | None = None, runs: list[str] | None = None) -> Compared:
     """Compare every method of ``results`` with ``baseline``; write ``out``.md/.csv, ``out``_pairs.csv and figures."""
+    out = output_stem(out)  # before the work: a doomed --out never waits for the results to be read
     df = read_results(results, runs)
     if dataset:
         df = df[df.dataset == dataset]

@@ -30,7 +30,7 @@ import pandas as pd
 
 from ..core.errors import FskdError
 from ..core.io import make_dirs, write_csv, write_text
-from ..core.outputs import check_replaceable, starts_with_text
+from ..core.outputs import check_replaceable, output_stem, starts_with_text
 from ..core.results import OLD_RESULT_FIELDS, read_setting
 from ..core.scale import Scale
 from .paired import MINUS, Comparison, against
@@ -59,6 +59,7 @@ def results_table(results: Path, out: Path, *, metric: str | None = None, datase
     table with a ``baseline`` row gets a column of every other method's paired difference to it
     (:mod:`fskd_cli.analyze.paired`), where the runs' seeds are known.
     """
+    out = output_stem(out)  # before the work: a doomed --out never waits for the results to be read
     df = read_results(results, runs)
     if dataset:
         df = df[df.dataset == dataset]
@@ -139,7 +140,7 @@ def _read_csv(results: Path) -> pd.DataFrame:
         raise FskdError(f"{results}: is a folder; --results names results.csv")
     try:
         df = pd.read_csv(results, dtype={"scale": str, "run": str, "ckpt": str, "method": str, "seed": str,
-                                         "teacher": str})
+                                         "teacher": str, "value": str})
     except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as e:
         raise FskdError(f"{results}: not a results CSV ({str(e).splitlines()[0]})") from None
     missing = set(OLD_RESULT_FIELDS) - set(df.columns)  # seed and teacher: only in newer files
@@ -153,8 +154,22 @@ def _read_csv(results: Path) -> pd.DataFrame:
         row, column = next((i, c) for i, (_, r) in enumerate(blank.iterrows()) for c in named if r[c])
         raise FskdError(f"{results}: data row {row + 1} has an empty {column!r} cell (every row names its run, "
                         "method, dataset, scale, metric and checkpoint); fix or remove that row")
-    df["value"] = pd.to_numeric(df["value"], errors="coerce")
+    df["value"] = _values(df, results)
     return df.dropna(subset=["value"])
+
+
+def _values(df: pd.DataFrame, results: Path) -> pd.Series:
+    """The ``value`` column as numbers: an empty value or ``nan`` (a figure an eval could not measure) is left out
+    of the tables; anything else that is not a finite number is a damaged row, named by its run (never read as
+    missing, nor averaged in as infinity)."""
+    text = df["value"]
+    values = pd.to_numeric(text, errors="coerce")
+    damaged = (values.isna() & text.notna()) | values.isin([float("inf"), float("-inf")])
+    if damaged.any():
+        i = damaged.idxmax()
+        raise FskdError(f"{results}: row {i + 1} (run {df.run[i]}, {df.metric[i]}): value {text[i]!r} is not a finite "
+                        "number; repair or delete that row")
+    return values
 
 
 def _wanted(runs: list[str]) -> set[str]:

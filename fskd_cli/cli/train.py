@@ -82,10 +82,22 @@ def _overrides(data: str | None, seed: int | None, epochs: int | None, steps: in
             "train.batch_size": batch_size, "train.lr": lr, "device": device, "data.workers": workers}
 
 
-def _resolve(recipe: str, overrides: dict[str, Any], sets: list[str] | None):
-    from ..core.config import parse_sets, resolve
+#: the option that sets each recipe key, named when its value is refused
+OPTIONS = {"data.path": "--data", "seed": "--seed", "train.epochs": "--epochs", "train.steps": "--steps",
+           "train.batch_size": "--batch-size", "train.lr": "--lr", "device": "--device", "data.workers": "--workers",
+           "distill.method": "--method", "distill.teacher_method": "--method", "distill.scale": "--scale",
+           "distill.teacher": "--teacher", "distill.weight": "--lambda"}
 
-    return resolve(recipe, overrides, sets=parse_sets(sets))
+
+def _resolve(recipe: str, overrides: dict[str, Any], sets: list[str] | None):
+    """The run's config, every name a registry holds (methods, models, heads) checked with the recipe."""
+    from ..core.config import parse_sets, resolve
+    from ..models import model_names
+    from ..models.heads import HEADS
+
+    names = {"distill.method": student_methods(), "distill.teacher_method": teacher_methods(),
+             "model.name": model_names(), "model.head": list(HEADS)}
+    return resolve(recipe, overrides, sets=parse_sets(sets), names=names, options=OPTIONS)
 
 
 def train_teacher_command(recipe: Recipe = DEFAULT_RECIPE,

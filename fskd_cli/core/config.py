@@ -22,7 +22,7 @@ import os
 import re
 import types
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from itertools import pairwise
 from pathlib import Path
@@ -153,8 +153,12 @@ def load_recipe(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any
         raise FskdError(f"{path}: a recipe must be a mapping of sections")
     _check_sections(data, lambda _key: str(path))
     base = data.pop("base", None)
-    if base:
-        data = merge(load_recipe(path.parent / str(base), (*_seen, path.resolve())), data)
+    if base is not None:
+        if not isinstance(base, str) or not base.strip():
+            raise FskdError(f"{path}: base must be the path of another recipe (relative to this one), got {base!r}")
+        if not os.path.isfile(path.parent / base):
+            raise FskdError(f"{path}: base {base}: recipe not found (looked for {path.parent / base})")
+        data = merge(load_recipe(path.parent / base, (*_seen, path.resolve())), data)
     return data
 
 
@@ -197,17 +201,23 @@ def check_key(key: str, source: str) -> None:
 
 
 def resolve(recipe: str | Path | None, overrides: dict[str, Any] | None = None,
-            base: dict[str, Any] | None = None, sets: dict[str, Any] | None = None) -> RunConfig:
+            base: dict[str, Any] | None = None, sets: dict[str, Any] | None = None,
+            names: Mapping[str, Iterable[str]] | None = None, options: Mapping[str, str] | None = None) -> RunConfig:
     """Recipe (path or packaged name; or a ``base`` dict) + dotted overrides -> a checked RunConfig.
 
     ``overrides`` are typed CLI options: those whose value is ``None`` were not given and keep the
     recipe's value. ``sets`` (from ``--set``, see :func:`parse_sets`) apply as given, ``null`` included.
+    ``names``: the values a key may take that registries above the core define (``distill.method``,
+    ``model.name``, ...), so a misspelt one is refused naming the recipe and key, even where this run does not
+    use it (a teacher run of a recipe whose students' method is unknown). ``options``: the command-line option
+    that gave each key of ``overrides`` (``{"seed": "--seed"}``), named by an error in its value.
     """
     path = find_recipe(recipe) if recipe else None
     data = load_recipe(path) if path else dict(base or {})
     typed = {k: v for k, v in (overrides or {}).items() if v is not None}
     where = _Where(str(path) if path else "the command line",
-                   {**{k: f"--set {k}" for k in sets or {}}, **{k: "the command line" for k in typed}})
+                   {**{k: f"--set {k}" for k in sets or {}},
+                    **{k: (options or {}).get(k, "the command line") for k in typed}})
     given = {**(sets or {}), **typed}
     _rescale_run_length(data, given)
     for key, value in given.items():
@@ -215,6 +225,10 @@ def resolve(recipe: str | Path | None, overrides: dict[str, Any] | None = None,
     _check_sections(data, where)
     cfg = _build(RunConfig, data, where, "")
     _validate(cfg, where)
+    for key, allowed in (names or {}).items():
+        value, allowed = _get(cfg, key), list(allowed)
+        if value is not None and value not in allowed:
+            raise FskdError(f"{where(key)}: {key} must be one of {', '.join(allowed)}, got {value!r}")
     return cfg
 
 

@@ -42,6 +42,16 @@ def check_output_folder(path: str | Path, option: str = "--out", force: bool = F
     return path
 
 
+def output_stem(path: str | Path, option: str = "--out") -> Path:
+    """``path`` as the stem of outputs named ``STEM.md``, ``STEM.csv``, ``STEM_*.png``: it must end in a name
+    (``.``, ``..`` or ``/`` name a folder, and ``..`` would become a file ``...md``)."""
+    path = Path(path)
+    if path.name in ("", ".."):
+        raise FskdError(f"{option} {str(path) or repr('')}: names a folder; give a path without suffix that ends "
+                        "in a name, e.g. reports/table")
+    return path
+
+
 def check_replaceable(path: str | Path, ours: Callable[[Path], bool], command: str, option: str = "--out") -> Path:
     """``path`` may be written: it is new, or ``ours(path)`` recognises an earlier output of ``fskd COMMAND``."""
     path = check_output_file(path, option)

@@ -23,8 +23,9 @@ from .readers.reader import natural_key
 
 def make_pairs(rows: list[Row], n_pairs: int, folds: int, seed: int) -> list[tuple[str, str, int]]:
     """``n_pairs`` distinct pairs in ``folds`` consecutive folds, each half same, half different."""
-    if n_pairs % (2 * folds):
-        raise FskdError(f"--pairs {n_pairs} must be a multiple of {2 * folds} (half same, half different, {folds} folds)")
+    if n_pairs <= 0 or n_pairs % (2 * folds):  # no pairs would make a 1:1 test set nothing can be evaluated on
+        raise FskdError(f"--pairs {n_pairs}: must be a positive multiple of {2 * folds} (half same, half different, "
+                        f"{folds} folds)")
     by_id: dict[int, list[str]] = {}
     for r in rows:
         by_id.setdefault(r.label, []).append(r.path)
@@ -33,8 +34,8 @@ def make_pairs(rows: list[Row], n_pairs: int, folds: int, seed: int) -> list[tup
     diff = [(a, b) for i, j in itertools.combinations(ids, 2) for a in by_id[i] for b in by_id[j]]
     half = n_pairs // 2
     if len(same) < half or len(diff) < half:
-        raise FskdError(f"the held-out identities give {len(same)} same and {len(diff)} different pairs; "
-                        f"--pairs {n_pairs} needs {half} of each")
+        raise FskdError(f"--pairs {n_pairs}: needs {half} same and {half} different pairs; the held-out identities "
+                        f"give {len(same)} and {len(diff)} (hold out more identities, or ask for fewer pairs)")
     rng = random.Random(seed)
     same, diff = rng.sample(same, half), rng.sample(diff, half)
     per = half // folds

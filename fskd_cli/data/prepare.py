@@ -57,6 +57,7 @@ def prepare_dataset(kind: str, src: Path | None, out: Path, *, force: bool = Fal
     src = None if src is None else Path(src)
     out = Path(out)
     check_writable(out, folder=True)  # a doomed --out is refused before the source is read
+    _check_apart(reader, src, out)
     record = _recorded_options(kind, src, reader, opts)
     with write_faults(out):  # a read-only folder or a full disk: one line naming the file
         source = _read(reader, src, opts)
@@ -70,6 +71,18 @@ def prepare_dataset(kind: str, src: Path | None, out: Path, *, force: bool = Fal
         meta = writer.close(pairs, **pair_meta)
     _report(meta, writer.rows, src, out)
     return meta
+
+
+def _check_apart(reader: Reader, src: Path | None, out: Path) -> None:
+    """``--out`` may not be a source folder, nor lie inside one whose every photo is read (``--force``
+    included): the next run of the same command would read the prepared images as photos of one more identity,
+    named after the output folder."""
+    if src is None or not src.is_dir():
+        return
+    here, there = out.resolve(), src.resolve()
+    if here == there or (reader.detects and here.is_relative_to(there)):
+        raise FskdError(f"{out}: the source folder {src} or inside it; a prepared set goes in a folder of its own "
+                        "(e.g. data/NAME): choose another --out")
 
 
 def _reader(kind: str) -> Reader:

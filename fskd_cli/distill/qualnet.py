@@ -105,6 +105,14 @@ class QualNetDecoderLoss(Distiller):
         self.decoder = QualNetDecoder(student_shapes[0], blocks, strides, channels)
         self.clip = clip
 
+    def check_input_size(self, size: int) -> None:
+        """The decoder must give back images of the model's input size: checked when the run is built, before
+        ``--out`` is claimed (the loss would find out at the first step)."""
+        if self.decoder.image_size != size:
+            raise FskdError(f"qualnet-decoder: the decoder makes {self.decoder.image_size}px images but the model "
+                            f"takes {size}px; the decoded side is the layer4 side times 2 * prod(strides) "
+                            "(its strides option)")
+
     def forward(self, student: list[torch.Tensor], teacher: list[torch.Tensor], batch: dict[str, Any]) -> torch.Tensor:
         return self.weight * reconstruction_loss(self.decoder(student[0]), batch["hr"], self.clip)
 

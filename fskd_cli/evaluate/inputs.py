@@ -23,6 +23,7 @@ from ..data.dataset import PairDataset
 from ..data.manifest import Row, read_meta
 from ..inference.lowres import RESIZE, LowRes, embed
 from ..inference.model import ReadyModel, load_model
+from .benchmarks import BENCHMARKS
 
 
 @dataclass
@@ -99,6 +100,11 @@ def _check_task(data: str | Path, task: str, benchmark: str) -> dict[str, Any]:
     if meta["task"] != task and not holdout_pairs:
         raise FskdError(f"{Path(data) / 'meta.yaml'}: {_a(str(meta['task']))} set, but `fskd eval {benchmark}` "
                         f"needs {_a(task)} set")
+    name = meta.get("name")
+    if BENCHMARKS.get(benchmark, (None, None))[1] and name in BENCHMARKS and name != benchmark:
+        # another benchmark's set: its figures would go into results.csv under this benchmark's name
+        raise FskdError(f"{Path(data) / 'meta.yaml'}: a {name} set (prepared by `fskd prepare {name}`), not {benchmark}; "
+                        f"evaluate it with `fskd eval {name}`")
     return meta
 
 

@@ -30,6 +30,12 @@ def register_model(name: str) -> Callable[[Callable[..., nn.Module]], Callable[.
     return deco
 
 
+def model_names() -> list[str]:
+    """Every registered backbone: what a recipe's ``model.name`` may be (checked when the recipe is resolved)."""
+    _import_all()
+    return sorted(_MODELS)
+
+
 def create_model(name: str, **kwargs: Any) -> nn.Module:
     """Build a registered backbone; it gets ``arch = {"name", "kwargs"}`` so checkpoints can rebuild it."""
     _import_all()

@@ -167,6 +167,7 @@ def build_run(cfg: RunConfig, out: str | Path, kind: str, *, resume: bool = Fals
     """Build and check a teacher (``kind='teacher'``: HR, no distiller unless an auxiliary one) or a student run."""
     out = Path(out)
     _check_out(out, resume, force)
+    _check_inputs_apart(cfg, out, kind)
     method = cfg.distill.method if kind == "student" else cfg.distill.teacher_method
     if method:
         get_distiller_class(method)  # an unknown method fails before anything is read
@@ -206,12 +207,41 @@ def build_run(cfg: RunConfig, out: str | Path, kind: str, *, resume: bool = Fals
                module, optimizer, scheduler, scaler, amp_dtype, channels_last)
 
 
+#: the files a run writes into its folder: something else of those names there (a folder, a FIFO) would make
+#: the run fail at its first write, after the work; ``--force`` replaces files, never a folder
+RUN_FILES = ("checkpoint.pt", "log.csv", "config.yaml")
+
+
 def _check_out(out: Path, resume: bool, force: bool) -> None:
-    """``--out`` as this run may use it: a folder, not in use by a live fskd run (whatever ``force`` says)."""
+    """``--out`` as this run may use it: a folder, not in use by a live fskd run (whatever ``force`` says),
+    where the run's own files can be written."""
     if out.exists() and not out.is_dir():
         raise FskdError(f"{out}: is a file, not a folder; give --out a folder")
+    for name in RUN_FILES:
+        path = out / name
+        if path.exists() and not path.is_file():
+            what = "a folder" if path.is_dir() else "a special file"
+            raise FskdError(f"{path}: cannot write ({what} is there, not a regular file); move it away or choose "
+                            "another --out")
     check_free(out)
     check_checkpoint(out, resume, force)
+
+
+def _check_inputs_apart(cfg: RunConfig, out: Path, kind: str) -> None:
+    """``--out`` may not be, or lie inside, the run's training set, nor hold its teacher's checkpoint: the run
+    would write its files and marker among its own inputs (``--force`` included: the data folder would become a
+    run folder, the teacher's checkpoint would be replaced by the student it is guiding)."""
+    here = out.resolve()
+    data = Path(cfg.data.path).resolve()
+    if here == data or here.is_relative_to(data):
+        raise FskdError(f"{out}: inside the training set {cfg.data.path} (data.path); a run goes in a folder of its "
+                        "own: choose another --out")
+    if kind == "student" and cfg.distill.teacher:
+        teacher = Path(cfg.distill.teacher)
+        teacher = teacher / "checkpoint.pt" if teacher.is_dir() else teacher
+        if teacher.resolve() == (here / "checkpoint.pt"):
+            raise FskdError(f"{out}: holds the teacher ({cfg.distill.teacher}); the student's checkpoint would replace "
+                            "it: choose another --out")
 
 
 def check_checkpoint(out: Path, resume: bool, force: bool) -> None:
@@ -236,6 +266,10 @@ def _training_data(cfg: RunConfig, main: bool) -> tuple[dict[str, Any], list[Row
     rows = read_manifest(cfg.data.path, split=cfg.data.train_split)
     if not rows:
         raise FskdError(f"{Path(cfg.data.path) / 'manifest.csv'}: no usable images in split {cfg.data.train_split!r}")
+    classes = len({r.label for r in rows})
+    if classes < 2:  # one class: the loss is 0 from the first step and the run would learn nothing
+        raise FskdError(f"{Path(cfg.data.path) / 'manifest.csv'}: split {cfg.data.train_split!r} has {classes} class "
+                        "(identity); training needs at least 2")
     return meta, rows, max(r.label for r in rows) + 1
 
 
@@ -263,6 +297,9 @@ def _distillation(cfg: RunConfig, kind: str, model: nn.Module, head: nn.Module, 
         check_fit(distiller, model, teacher, shapes, teacher_ck)
     else:  # only its checkpoint is used (QualNet's decoder): no teacher forward
         teacher = None
+    check_input_size = getattr(distiller, "check_input_size", None)
+    if check_input_size is not None:  # e.g. a decoder must give back images of the input's size
+        check_input_size(model.input_size)
     init_student = getattr(distiller, "init_student", None)
     if init_student is not None:  # e.g. start the student from the teacher's weights (before the optimizer)
         init_student(model, head, teacher_ck)

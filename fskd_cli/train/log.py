@@ -43,8 +43,8 @@ def rows_until(path: Path, step: int) -> list[dict[str, str]]:
         with open(path, newline="", encoding="utf-8") as f:
             reader = csv.DictReader(f)
             if reader.fieldnames != LOG_FIELDS:
-                raise FskdError(f"{path}: line 1: not fskd's training log (columns {reader.fieldnames}); move it "
-                                "away to resume")
+                what = f"columns {reader.fieldnames}" if reader.fieldnames else "an empty file"
+                raise FskdError(f"{path}: line 1: not fskd's training log ({what}); move it away to resume")
             return [row for row in reader if _checked_step(row, path, reader.line_num) <= step]
     except UnicodeDecodeError:
         raise FskdError(f"{path}: not a text file (damaged); move it away to resume") from None

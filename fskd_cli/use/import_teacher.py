@@ -113,7 +113,9 @@ def _check_keys(model: nn.Module, state: dict[str, torch.Tensor], weights: Path,
 
 def _load(weights: Path) -> Any:
     if not weights.is_file():
-        raise FskdError(f"{weights}: no such file")
+        what = ("a folder; give the weights file in it (backbone.pth, *.ckpt)" if weights.is_dir()
+                else "not a regular file" if weights.exists() else "no such file")
+        raise FskdError(f"{weights}: {what}")
     try:
         with warnings.catch_warnings():  # a TorchScript archive warns before it fails: the error line says it all
             warnings.simplefilter("ignore")

@@ -82,6 +82,7 @@ class Reader:
     src_help: str | None
     options: tuple[Option, ...] = ()
     limits: bool = False
+    detects: bool = False  # reads every photo under SRC (and detects faces in them)
 
 
 READERS: dict[str, Reader] = {}
@@ -95,7 +96,7 @@ def register(kind: str, *, summary: str, example: str, src_help: str | None, opt
         if kind in READERS:
             raise ValueError(f"a reader for {kind!r} is already registered")
         READERS[kind] = Reader(kind, fn, summary, example, src_help,
-                               (*options, *(DETECT_OPTIONS if detects else ())), limits)
+                               (*options, *(DETECT_OPTIONS if detects else ())), limits, detects)
         return fn
 
     return add
