@@ -204,7 +204,7 @@ def test_rerun_of_a_finished_set_skips_it_and_other_options_need_force(tmp_path,
     (lambda p: prepare_dataset("rec", p, p / "o", pairs=p / "x.csv"), "--pairs is not an option of `fskd prepare rec`"),
     (lambda p: prepare_dataset("rec", p, p / "o", workers=0), "--workers must be at least 1"),
     (lambda p: prepare_dataset("rec", p, p / "o", interpolation="cubic"), "--interpolation must be one of"),
-    (lambda p: prepare_dataset("casia", p, p / "o"), "no image files found"),
+    (lambda p: (p / "src").mkdir() or prepare_dataset("casia", p / "src", p / "o"), "no image files found"),
 ])
 def test_user_mistakes_are_one_line_errors(tmp_path, call, message):
     with pytest.raises(FskdError, match=message):
