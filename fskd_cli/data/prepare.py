@@ -11,6 +11,7 @@ skips finished images and ends with the same manifest; a rerun with other option
 
 from __future__ import annotations
 
+import shutil
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -146,7 +147,19 @@ def _claim(out: Path, record: dict[str, Any], force: bool, stale: bool = False) 
         if ours:
             for name in ("manifest.csv", "pairs.csv", "meta.yaml"):
                 (out / name).unlink(missing_ok=True)
+            _remove_images(out / "images")
     return reuse
+
+
+def _remove_images(images: Path) -> None:
+    """The image tree of an earlier prepare that this one replaces: a start over with other scales, another
+    interpolation or fewer photos would otherwise leave the old run's copies (``images/x4`` of a run that now
+    writes x2, photos no longer in the manifest) beside the new ones, in a folder whose meta.yaml no longer
+    describes them. Only called on a folder fskd's prepare claimed, whose ``images/`` it wrote."""
+    if images.is_symlink() or images.is_file():
+        raise FskdError(f"{images}: not the image folder `fskd prepare` writes; move it away, or choose another --out")
+    if images.is_dir():
+        shutil.rmtree(images)
 
 
 def _records_changed(out: Path, source: Source) -> bool:

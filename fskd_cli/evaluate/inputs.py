@@ -101,10 +101,13 @@ def _check_task(data: str | Path, task: str, benchmark: str) -> dict[str, Any]:
         raise FskdError(f"{Path(data) / 'meta.yaml'}: {_a(str(meta['task']))} set, but `fskd eval {benchmark}` "
                         f"needs {_a(task)} set")
     name = meta.get("name")
-    if BENCHMARKS.get(benchmark, (None, None))[1] and name in BENCHMARKS and name != benchmark:
-        # another benchmark's set: its figures would go into results.csv under this benchmark's name
-        raise FskdError(f"{Path(data) / 'meta.yaml'}: a {name} set (prepared by `fskd prepare {name}`), not {benchmark}; "
-                        f"evaluate it with `fskd eval {name}`")
+    if BENCHMARKS.get(benchmark, (None, None))[1] and name is not None and name != benchmark:
+        # another benchmark's set, or the user's own: its figures would go into results.csv under this benchmark's
+        # name (and beside the paper's numbers for it)
+        what = f"a {name} set (prepared by `fskd prepare {name}`)" if name in BENCHMARKS else f"a set named {name!r}"
+        use = name if name in BENCHMARKS else task if task in BENCHMARKS else None  # any set of the task
+        raise FskdError(f"{Path(data) / 'meta.yaml'}: {what}, not {benchmark} (prepared by `fskd prepare {benchmark}`)"
+                        + (f"; evaluate it with `fskd eval {use}`" if use else ""))
     return meta
 
 

@@ -16,11 +16,11 @@ from typing import Any
 import numpy as np
 
 from ..core.errors import FskdError
-from ..core.outputs import check_output_file, check_replaceable, written_by_matplotlib
+from ..core.outputs import check_replaceable, written_by_matplotlib
 from ..data.manifest import Row, read_manifest, read_pairs
 from .inputs import Evaluation, dataset_label
 from .plots import plot_roc
-from .verification import FARS, PROTOCOLS, VerificationResult, save_scores, verification_accuracy
+from .verification import FARS, PROTOCOLS, VerificationResult, save_scores, verification_accuracy, written_by_save_scores
 
 N_FOLDS = 10
 
@@ -34,8 +34,8 @@ def read_verification_pairs(data: str | Path, rows: Sequence[Row]) -> tuple[list
     """``pairs.csv`` checked against the manifest: the pairs, and each side's row index (-1: no image).
 
     An empty path is an image that failed preparation (the pair is kept, and counted wrong); a path
-    that is not a usable manifest row, a ``same`` other than 0/1 or a pair count that is not a
-    multiple of 10 is a broken file, and raises :class:`FskdError` naming it.
+    that is not a usable manifest row or not of the test split, a ``same`` other than 0/1 or a pair count
+    that is not a multiple of 10 is a broken file, and raises :class:`FskdError` naming it.
     """
     path = Path(data) / "pairs.csv"
     pairs = read_pairs(data)  # a missing column or a bad `same` is a one-line FskdError there
@@ -51,6 +51,9 @@ def read_verification_pairs(data: str | Path, rows: Sequence[Row]) -> tuple[list
         for side, out in ((a, left), (b, right)):
             if side and side not in index:
                 raise FskdError(f"{path}, line {line}: {side!r} is not a usable image of {Path(data) / 'manifest.csv'}")
+            if side and rows[index[side]].split != "test":  # a held-out set's training image: a seen person
+                raise FskdError(f"{path}, line {line}: {side!r} is an image of the {rows[index[side]].split!r} split; "
+                                "pairs are among the test images (a model may have trained on the others)")
             out.append(index[side] if side else -1)
     if len({s for _, _, s in pairs}) < 2:
         raise FskdError(f"{path}: all pairs are {'same' if pairs[0][2] else 'different'}-identity; a ROC needs both")
@@ -98,7 +101,8 @@ def verification_stage(ckpt: str | Path, data: str | Path, *, dataset: str, scal
     json_path = ev.json_path(f"{dataset}_x{scale}{'_cross' if cross_resolution else ''}_{protocol}", json_path)
     roc_png = check_replaceable(roc_png or json_path.with_name(f"{json_path.stem}_roc.png"), written_by_matplotlib,
                                "eval", "--roc")
-    scores_csv = None if scores_csv is None else check_output_file(scores_csv, "--save-scores")
+    scores_csv = None if scores_csv is None else check_replaceable(scores_csv, written_by_save_scores, "eval",
+                                                                   "--save-scores")
     left_scale = 1 if cross_resolution else scale
     (l_emb, l_mirror), (r_emb, r_mirror) = _side_embeddings(ev, rows, [left_pos, right_pos], [left_scale, scale], dataset)
     same = np.array([s for _, _, s in pairs])
