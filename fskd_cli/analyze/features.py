@@ -20,7 +20,7 @@ from ..core.errors import FskdError
 from ..core.outputs import check_output_folder
 from ..core.runs import RunSetting
 from ..core.scale import LR_SCALES, Scale
-from ..data.manifest import Row, check_source, read_manifest
+from ..data.manifest import Row, check_source, read_manifest, read_meta
 from ..inference.lowres import LowRes, batches
 from ..inference.model import ReadyModel, load_model
 from ..models.tap import FeatureTap
@@ -93,9 +93,22 @@ def open_study(students: list[Path], *, teacher: Path | None = None, data: str |
         if ck.input_size != teacher_ck.input_size:
             raise FskdError(f"{teacher_ck.path}: the teacher takes {teacher_ck.input_size}px inputs, student {ck.path} "
                             f"{ck.input_size}px; give --teacher the teacher it was distilled from")
+    _check_images(data, teacher_ck)
     out = check_output_folder(out or s_cks[0].run_dir / what, force=force)
     return Study(Member("teacher", teacher_ck), _label_students(s_cks), str(data), split,
                  _scale(s_cks, scale), out, resolve_device(device), lr_source, tuple(notes))
+
+
+def _check_images(data: str | Path, teacher: Checkpoint) -> None:
+    """The set's images are of the networks' input size (checked before any output): each image is compared at HR
+    and as its LR copy, which a set of native low-resolution crops (no ``image_size``) does not have."""
+    meta_file, size = Path(data) / "meta.yaml", read_meta(data).get("image_size")
+    if not size:
+        raise FskdError(f"{meta_file}: a set of native low-resolution crops of many sizes, with no HR image to compare "
+                        "an LR copy with; analyze on a set prepared at a fixed size (e.g. tinyface --layout aligned)")
+    if size != teacher.input_size:
+        raise FskdError(f"{teacher.path}: takes {teacher.input_size}px inputs, but {data} holds {size}px images; "
+                        f"analyze on a set prepared at {teacher.input_size}px")
 
 
 def _teacher(s_cks: list[Checkpoint], given: Path | None) -> Checkpoint:
