@@ -1,0 +1,173 @@
+"""Cases a new user with their own data tried against prepare, eval and analyze (tryout c): each was a traceback,
+a rerun that kept what the user had fixed or mixed old files with new, a user's file replaced, or figures recorded
+under the wrong benchmark; each now does the right thing or ends in one line before any output.
+
+The face runs are conftest's tiny iResNet teacher and F-SKD student (2 steps each); commands run in this process.
+"""
+
+from __future__ import annotations
+
+import csv
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import (
+    assert_one_line_error,
+    build_face_runs,
+    encode,
+    face,
+    make_tinyface,
+    rows_of,
+    run_main,
+    write_face_set,
+    write_insightface_rec,
+)
+
+
+@pytest.fixture(scope="module")
+def faces(tmp_path_factory) -> dict[str, Path]:
+    return build_face_runs(tmp_path_factory.mktemp("tryout_c"), steps=2)
+
+
+def _meta_copy(source: Path, folder: Path, **changes) -> Path:
+    """A copy of ``source``'s meta.yaml and manifest.csv (no image: the check comes first) with ``changes``."""
+    folder.mkdir()
+    shutil.copy(source / "manifest.csv", folder / "manifest.csv")
+    meta = yaml.safe_load((source / "meta.yaml").read_text())
+    (folder / "meta.yaml").write_text(yaml.safe_dump({**meta, **changes}))
+    return folder
+
+
+@pytest.mark.parametrize("key, value", [("num_classes", "10"), ("name", ["digits"]), ("image_size", "abc"),
+                                        ("degradation", "bilinear"), ("scales", [1, 3])])
+def test_a_hand_edited_meta_yaml_names_the_key(tmp_path, tiny_teacher, tiny_digits, key, value):
+    """num_classes "10" and name [..] were TypeErrors; image_size "abc" blamed the checkpoint ("holds abcpx")."""
+    data = _meta_copy(tiny_digits, tmp_path / "d", **{key: value})
+    result = run_main("eval", "digits", "--ckpt", tiny_teacher, "--data", data, "--results", tmp_path / "r.csv")
+    assert_one_line_error(result, str(data / "meta.yaml"), f"{key} must be")
+    assert not (tmp_path / "r.csv").exists()
+
+
+def test_a_holdout_entry_edited_by_hand_is_named(tmp_path):
+    """`holdout: yes` was an AttributeError."""
+    data = write_face_set(tmp_path / "train", "train", [(i, k, "") for i in range(4) for k in range(4)], split="train")
+    meta = yaml.safe_load((data / "meta.yaml").read_text())
+    (data / "meta.yaml").write_text(yaml.safe_dump({**meta, "holdout": True}))
+    assert_one_line_error(run_main("prepare", "holdout", data, "--identities", "2", "--pairs", "20"),
+                          "holdout must be a mapping")
+
+
+def _rec(folder: Path, size: int = 112) -> Path:
+    folder.mkdir(exist_ok=True)
+    write_insightface_rec(folder, [(i, encode(face(i, k, size))) for i in range(2) for k in range(2)])
+    return folder
+
+
+def _images(out: Path) -> list[str]:
+    return sorted(p.relative_to(out / "images").as_posix() for p in (out / "images").rglob("*.png"))
+
+
+def test_a_forced_start_over_leaves_none_of_the_old_images(tmp_path):
+    """--force with other scales kept images/x4 of the old run beside x2 (meta.yaml: scales [1, 2]); with fewer
+    photos it kept the images of those no longer in the manifest."""
+    src, out = _rec(tmp_path / "src"), tmp_path / "out"
+    assert run_main("prepare", "rec", src, "--out", out, "--scales", "1,4").exit_code == 0
+    assert run_main("prepare", "rec", src, "--out", out, "--scales", "1,2", "--force").exit_code == 0
+    assert {p.split("/")[0] for p in _images(out)} == {"hr", "x2"}
+    assert run_main("prepare", "rec", src, "--out", out, "--scales", "1", "--limit", "2", "--force").exit_code == 0
+    assert _images(out) == sorted(r["path"].removeprefix("images/") for r in rows_of(out / "manifest.csv"))
+    assert len(_images(out)) == 2
+
+
+def test_a_photo_the_user_fixed_is_read_again_on_rerun(tmp_path):
+    """A rerun with the same options kept the old 'wrong_size' rows though the source now held good images:
+    the only way out was --force, preparing every photo again."""
+    src, out = _rec(tmp_path / "src", size=32), tmp_path / "out"
+    assert_one_line_error(run_main("prepare", "rec", src, "--out", out), "none of its 4 images is usable")
+    _rec(src)  # the user replaces the records with aligned 112 x 112 faces
+    assert run_main("prepare", "rec", src, "--out", out).exit_code == 0
+    assert {r["status"] for r in rows_of(out / "manifest.csv")} == {"ok"} and len(_images(out)) == 4 * 4
+
+
+@pytest.fixture()
+def people(tmp_path) -> Path:
+    """Identity folders ann/ and bob/ of two photos each."""
+    for person in ("ann", "bob"):
+        (tmp_path / "src" / person).mkdir(parents=True)
+        for k in range(2):
+            (tmp_path / "src" / person / f"{k}.png").write_bytes(encode(face(len(person), k)))
+    return tmp_path / "src"
+
+
+@pytest.mark.parametrize("lines, needle", [
+    (["ann/0.png,ann/1.png,1", "ann/0.png,bob/0.png,0"], "2 pairs cannot be split into 10 equal"),
+    (["ann/0.png,ann/1.png,1"] * 10, "all pairs are same-identity"),
+    (["ann/0.png,ann/1.png,1", "ann/0.png,bob/0.png,1"] * 5, "line 3: same is 1 for 'ann/0.png' and 'bob/0.png', "
+                                                             "but they are 'ann' and 'bob'"),
+    (["ann/0.png,ann/1.png,0", "ann/0.png,bob/0.png,0"] * 5, "line 2: same is 0 for 'ann/0.png' and 'ann/1.png', but both are 'ann'"),
+])
+def test_a_pair_list_eval_cannot_use_is_refused_before_any_photo_is_aligned(people, tmp_path, lines, needle):
+    """Each was prepared (MTCNN over every photo) and then refused by `fskd eval`, or, for a label that contradicts
+    the identity folders, evaluated against the wrong truth."""
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text("left,right,same\n" + "\n".join(lines) + "\n")
+    assert_one_line_error(run_main("prepare", "folder", people, "--out", tmp_path / "out", "--pairs", pairs),
+                          str(pairs), needle)
+    assert not (tmp_path / "out" / "manifest.csv").exists()
+
+
+def test_save_scores_never_replaces_a_users_file(faces, tmp_path):
+    """It overwrote any file of that name; a scores file of its own is still replaced."""
+    mine = tmp_path / "scores.csv"
+    mine.write_text("my,own\n1,2\n")
+    args = ("eval", "verification", "--ckpt", faces["student"], "--data", faces["ver"], "--results", tmp_path / "r.csv")
+    assert_one_line_error(run_main(*args, "--save-scores", mine), str(mine), "choose another --save-scores")
+    assert mine.read_text() == "my,own\n1,2\n" and not (tmp_path / "r.csv").exists()
+    ours = tmp_path / "ours.csv"
+    for _ in range(2):
+        assert run_main(*args, "--save-scores", ours).exit_code == 0
+    assert len(rows_of(ours)) == 40
+
+
+@pytest.mark.parametrize("benchmark, data", [("agedb", "ver"), ("lfw", "ver"), ("tinyface", "ident")])
+def test_a_named_benchmark_refuses_a_set_of_the_users_own(faces, tmp_path, benchmark, data):
+    """`eval agedb --data data/myfaces` recorded the user's own pairs as AgeDB rows of results.csv (beside the
+    paper's AgeDB numbers in a report)."""
+    result = run_main("eval", benchmark, "--ckpt", faces["student"], "--data", faces[data], "--results", tmp_path / "r.csv")
+    generic = "verification" if data == "ver" else "identification"
+    assert_one_line_error(result, f"a set named '{data}', not {benchmark}", f"`fskd eval {generic}`")
+    assert not (tmp_path / "r.csv").exists()
+
+
+def test_pairs_of_a_held_out_set_are_among_its_test_images(faces, tmp_path):
+    """A pair edited to name a training image (a person the model may have learnt) was scored with the others."""
+    data = tmp_path / "train"
+    shutil.copytree(faces["train"], data)
+    assert run_main("prepare", "holdout", data, "--identities", "2", "--pairs", "20").exit_code == 0
+    seen = next(r["path"] for r in rows_of(data / "manifest.csv") if r["split"] == "train")
+    pairs = rows_of(data / "pairs.csv")
+    pairs[0]["left"] = seen
+    with open(data / "pairs.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["left", "right", "same"])
+        writer.writeheader()
+        writer.writerows(pairs)
+    result = run_main("eval", "verification", "--ckpt", faces["student"], "--data", data, "--results", tmp_path / "r.csv")
+    assert_one_line_error(result, "pairs.csv, line 2", repr(seen), "'train' split")
+
+
+@pytest.mark.parametrize("command", ["norms", "correlation", "attention"])
+def test_analyze_on_a_set_of_another_size_or_native_crops_is_one_line_before_any_output(faces, tmp_path, command):
+    """norms and correlation on 48 px images were a RuntimeError in the first linear layer, and on native TinyFace
+    crops a ValueError from stacking images of different sizes; attention's check came after the output folder."""
+    big = write_face_set(tmp_path / "big", "verification", [(i, k, "") for i in range(2) for k in range(2)], size=48,
+                         scales=())
+    args = ("analyze", command, "--ckpt", faces["student"], "--scale", "4", "--images", "2", "--device", "cpu")
+    assert_one_line_error(run_main(*args, "--data", big, "--out", tmp_path / "a"), "takes 32px inputs", "48px images")
+    native = tmp_path / "native"
+    assert run_main("prepare", "tinyface", make_tinyface(tmp_path / "tf"), "--out", native, "--layout", "native",
+                    "--workers", "1").exit_code == 0
+    assert_one_line_error(run_main(*args, "--data", native, "--out", tmp_path / "a"), str(native / "meta.yaml"),
+                          "native low-resolution crops")
+    assert not (tmp_path / "a").exists()
