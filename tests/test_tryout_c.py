@@ -106,7 +106,8 @@ def people(tmp_path) -> Path:
     (["ann/0.png,ann/1.png,1"] * 10, "all pairs are same-identity"),
     (["ann/0.png,ann/1.png,1", "ann/0.png,bob/0.png,1"] * 5, "line 3: same is 1 for 'ann/0.png' and 'bob/0.png', "
                                                              "but they are 'ann' and 'bob'"),
-    (["ann/0.png,ann/1.png,0", "ann/0.png,bob/0.png,0"] * 5, "line 2: same is 0 for 'ann/0.png' and 'ann/1.png', but both are 'ann'"),
+    (["ann/0.png,ann/1.png,0", "ann/0.png,bob/0.png,0"] * 5, "line 2: same is 0 for 'ann/0.png' and 'ann/1.png', "
+                                                             "but both are 'ann'"),
 ])
 def test_a_pair_list_eval_cannot_use_is_refused_before_any_photo_is_aligned(people, tmp_path, lines, needle):
     """Each was prepared (MTCNN over every photo) and then refused by `fskd eval`, or, for a label that contradicts
