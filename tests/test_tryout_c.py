@@ -172,3 +172,28 @@ def test_analyze_on_a_set_of_another_size_or_native_crops_is_one_line_before_any
     assert_one_line_error(run_main(*args, "--data", native, "--out", tmp_path / "a"), str(native / "meta.yaml"),
                           "native low-resolution crops")
     assert not (tmp_path / "a").exists()
+
+
+def test_an_identification_role_edited_by_hand_is_named_not_left_out(faces, tmp_path):
+    """A probe whose role was typed 'Probe' was silently left out of the search (counted as 'no role')."""
+    data = tmp_path / "ident"
+    shutil.copytree(faces["ident"], data)
+    rows = rows_of(data / "manifest.csv")
+    rows[0]["role"] = "Probe"
+    with open(data / "manifest.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    result = run_main("eval", "identification", "--ckpt", faces["student"], "--data", data, "--results", tmp_path / "r.csv")
+    assert_one_line_error(result, str(data / "manifest.csv"), f"{rows[0]['path']} has role 'Probe'")
+    assert not (tmp_path / "r.csv").exists()
+
+
+def test_two_results_files_joined_with_their_headers_name_the_repeated_header(tmp_path):
+    """`cat a/results.csv b/results.csv` was refused as "value 'value' is not a finite number"."""
+    header = "run,method,dataset,scale,seed,teacher,metric,value,ckpt,timestamp\n"
+    row = "f-skd,f-skd,orl,4,{s},,accuracy,0.9,runs/s{s}/f-skd/checkpoint.pt,2026-01-01T00:00:0{s}+00:00\n"
+    joined = tmp_path / "joined.csv"
+    joined.write_text(header + row.format(s=0) + header + row.format(s=1))
+    assert_one_line_error(run_main("analyze", "table", "--results", joined, "--out", tmp_path / "t"),
+                          str(joined), "data row 2 repeats the header")
