@@ -197,3 +197,13 @@ def test_two_results_files_joined_with_their_headers_name_the_repeated_header(tm
     joined.write_text(header + row.format(s=0) + header + row.format(s=1))
     assert_one_line_error(run_main("analyze", "table", "--results", joined, "--out", tmp_path / "t"),
                           str(joined), "data row 2 repeats the header")
+
+
+def test_a_source_inside_the_outs_image_folder_is_refused(tmp_path):
+    """`prepare rec data/images/webface --out data --force` wrote its images among the user's records, and a later
+    start over (which clears images/) would have deleted them."""
+    out = tmp_path / "data"
+    src = _rec(out / "images" / "webface")
+    before = sorted(p.name for p in src.iterdir())
+    assert_one_line_error(run_main("prepare", "rec", src, "--out", out, "--force"), f"{out}: its images/ folder holds")
+    assert sorted(p.name for p in src.iterdir()) == before and not (out / "manifest.csv").exists()

@@ -77,10 +77,16 @@ def prepare_dataset(kind: str, src: Path | None, out: Path, *, force: bool = Fal
 def _check_apart(reader: Reader, src: Path | None, out: Path) -> None:
     """``--out`` may not be a source folder, nor lie inside one whose every photo is read (``--force``
     included): the next run of the same command would read the prepared images as photos of one more identity,
-    named after the output folder."""
-    if src is None or not src.is_dir():
+    named after the output folder. Nor may the source lie in ``--out``'s ``images/``, which prepare writes into and
+    a start over removes."""
+    if src is None:
         return
     here, there = out.resolve(), src.resolve()
+    if there.is_relative_to(here / "images"):
+        raise FskdError(f"{out}: its images/ folder holds the source {src}, and prepare writes (and on a start over "
+                        "removes) that folder; choose another --out")
+    if not src.is_dir():
+        return
     if here == there or (reader.detects and here.is_relative_to(there)):
         raise FskdError(f"{out}: the source folder {src} or inside it; a prepared set goes in a folder of its own "
                         "(e.g. data/NAME): choose another --out")
