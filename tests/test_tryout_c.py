@@ -60,7 +60,7 @@ def test_a_holdout_entry_edited_by_hand_is_named(tmp_path):
 
 
 def _rec(folder: Path, size: int = 112) -> Path:
-    folder.mkdir(exist_ok=True)
+    folder.mkdir(parents=True, exist_ok=True)
     write_insightface_rec(folder, [(i, encode(face(i, k, size))) for i in range(2) for k in range(2)])
     return folder
 
