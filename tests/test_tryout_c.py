@@ -207,3 +207,12 @@ def test_a_source_inside_the_outs_image_folder_is_refused(tmp_path):
     before = sorted(p.name for p in src.iterdir())
     assert_one_line_error(run_main("prepare", "rec", src, "--out", out, "--force"), f"{out}: its images/ folder holds")
     assert sorted(p.name for p in src.iterdir()) == before and not (out / "manifest.csv").exists()
+
+
+def test_a_set_of_one_fold_is_refused_not_cut_into_ten(faces, tmp_path):
+    """`prepare lfw --pairs pairsDevTrain.txt` (View 1: one fold, same pairs first) was evaluated as 10 folds, the
+    first half of them of same-identity pairs only."""
+    data = _meta_copy(faces["ver"], tmp_path / "lfw", folds=1, pairs_file="pairsDevTrain.txt")
+    result = run_main("eval", "verification", "--ckpt", faces["student"], "--data", data, "--results", tmp_path / "r.csv")
+    assert_one_line_error(result, str(data / "meta.yaml"), "1 fold(s) (from pairsDevTrain.txt)", "needs 10")
+    assert not (tmp_path / "r.csv").exists()

@@ -250,6 +250,7 @@ _META_TYPES: dict[str, tuple[Any, str]] = {
                                        "antialias true or false"),
     "counts": (lambda v: isinstance(v, dict), "a mapping"),
     "holdout": (lambda v: isinstance(v, dict), "a mapping (what `fskd prepare holdout` did)"),
+    "folds": (lambda v: type(v) is int and v > 0, "a whole number of folds"),
 }
 
 

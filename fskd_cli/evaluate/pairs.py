@@ -60,6 +60,16 @@ def read_verification_pairs(data: str | Path, rows: Sequence[Row]) -> tuple[list
     return pairs, left, right
 
 
+def _check_folds(meta: dict[str, Any], data: str | Path) -> None:
+    """A set whose pair list forms another number of folds (LFW's View 1 files are one fold) would be cut into 10
+    blocks anyway, some of them of same-identity pairs only: numbers with no meaning, so it is refused."""
+    folds = meta.get("folds", N_FOLDS)
+    if folds != N_FOLDS:
+        source = meta.get("pairs_file", "its pair list")
+        raise FskdError(f"{Path(data) / 'meta.yaml'}: its pairs form {folds} fold(s) (from {source}); "
+                        f"the protocol needs {N_FOLDS} (LFW's View 2 pairs.txt, not View 1's pairsDevTrain/DevTest)")
+
+
 def _gather(emb: np.ndarray, positions: Sequence[int]) -> np.ndarray:
     """Rows of ``emb`` at ``positions``; position -1 (a missing image) becomes a NaN row."""
     positions = np.asarray(positions)
@@ -95,6 +105,7 @@ def verification_stage(ckpt: str | Path, data: str | Path, *, dataset: str, scal
         raise FskdError(f"--protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
     ev = Evaluation.open(ckpt, data, "verification", benchmark, lr_source=lr_source, device=device,
                          batch_size=batch_size)
+    _check_folds(ev.meta, data)
     rows = read_manifest(data)
     pairs, left_pos, right_pos = read_verification_pairs(data, rows)
     # the outputs first: no embedding is computed for a JSON or figure that cannot be written
