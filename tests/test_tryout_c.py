@@ -216,3 +216,19 @@ def test_a_set_of_one_fold_is_refused_not_cut_into_ten(faces, tmp_path):
     result = run_main("eval", "verification", "--ckpt", faces["student"], "--data", data, "--results", tmp_path / "r.csv")
     assert_one_line_error(result, str(data / "meta.yaml"), "1 fold(s) (from pairsDevTrain.txt)", "needs 10")
     assert not (tmp_path / "r.csv").exists()
+
+
+def test_a_pair_list_saved_by_a_spreadsheet_is_read_or_named(people, tmp_path):
+    """A UTF-8 BOM (Excel's "CSV UTF-8") was "needs the header left,right,same"; a Latin-1 file a UnicodeDecodeError
+    and a short line an AttributeError, both tracebacks."""
+    from fskd_cli.data.readers.folder import read_folder
+
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_bytes(b"\xef\xbb\xbfleft,right,same\r\n" + b"ann/0.png,ann/1.png,1\r\nann/0.png,bob/0.png,0\r\n" * 5)
+    assert read_folder(people, "folder", pairs=pairs).pairs[:2] == [("ann/0.png", "ann/1.png", 1),
+                                                                   ("ann/0.png", "bob/0.png", 0)]
+    for content, needle in ((b"left,right,same\nann/0.png,b\xf6b/0.png,0\n", "not a UTF-8 CSV file"),
+                            (b"same,left,right\n1\n", "line 2: a pair needs left, right and same")):
+        pairs.write_bytes(content)
+        assert_one_line_error(run_main("prepare", "folder", people, "--out", tmp_path / "out", "--pairs", pairs),
+                              str(pairs), needle)

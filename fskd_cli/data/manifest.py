@@ -297,7 +297,7 @@ def _csv_records(path: Path, fields: Sequence[str], hint: str) -> list[dict[str,
     if not path.is_file():
         raise FskdError(f"{path}: not found; {hint}")
     try:
-        with open(path, newline="", encoding="utf-8") as f:
+        with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: a spreadsheet's UTF-8 starts with a BOM
             reader = csv.DictReader(f)
             missing = set(fields) - set(reader.fieldnames or [])
             if missing:

@@ -84,21 +84,27 @@ def read_pair_csv(path: Path, known: dict[str, str]) -> list[tuple[str, str, int
     (each image's identity) and as a whole against what `fskd eval` needs (10 equal folds, both kinds of pair), so
     a hand-edited list is refused before a single photo is aligned, not by eval after all of them were."""
     require_exists(path, "a pair list (CSV with columns left,right,same)")
-    with open(path, newline="", encoding="utf-8") as f:
-        rows = csv.DictReader(f)
-        if rows.fieldnames is None or not {"left", "right", "same"} <= set(rows.fieldnames):
-            raise FskdError(f"{path}: a pair list needs the header left,right,same")
-        out = []
-        for line, r in enumerate(rows, start=2):
-            if r["same"] not in ("0", "1"):
-                raise FskdError(f"{path}, line {line}: same must be 0 or 1, got {r['same']!r}")
-            for side in (r["left"], r["right"]):
-                if side.startswith("/") or ".." in side.split("/"):
-                    raise FskdError(f"{path}, line {line}: {side!r} leads outside the source folder")
-                if side not in known:
-                    raise FskdError(f"{path}, line {line}: {side!r} is not an image under the source folder")
-            _check_identities(path, line, r["left"], r["right"], int(r["same"]), known)
-            out.append((r["left"], r["right"], int(r["same"])))
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: a spreadsheet's UTF-8 starts with a BOM
+            reader = csv.DictReader(f)
+            fieldnames, records = reader.fieldnames, list(reader)
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise FskdError(f"{path}: not a UTF-8 CSV file ({type(e).__name__}: {e}); save it as CSV UTF-8") from None
+    if fieldnames is None or not {"left", "right", "same"} <= set(fieldnames):
+        raise FskdError(f"{path}: a pair list needs the header left,right,same")
+    out = []
+    for line, r in enumerate(records, start=2):
+        if None in (r["left"], r["right"], r["same"]):  # a short line: DictReader fills the missing fields with None
+            raise FskdError(f"{path}, line {line}: a pair needs left, right and same")
+        if r["same"] not in ("0", "1"):
+            raise FskdError(f"{path}, line {line}: same must be 0 or 1, got {r['same']!r}")
+        for side in (r["left"], r["right"]):
+            if side.startswith("/") or ".." in side.split("/"):
+                raise FskdError(f"{path}, line {line}: {side!r} leads outside the source folder")
+            if side not in known:
+                raise FskdError(f"{path}, line {line}: {side!r} is not an image under the source folder")
+        _check_identities(path, line, r["left"], r["right"], int(r["same"]), known)
+        out.append((r["left"], r["right"], int(r["same"])))
     if not out:
         raise FskdError(f"{path}: the pair list has no pairs")
     if len(out) % FOLDS:
