@@ -232,3 +232,15 @@ def test_a_pair_list_saved_by_a_spreadsheet_is_read_or_named(people, tmp_path):
         pairs.write_bytes(content)
         assert_one_line_error(run_main("prepare", "folder", people, "--out", tmp_path / "out", "--pairs", pairs),
                               str(pairs), needle)
+
+
+def test_accuracy_on_the_training_split_is_its_own_row_not_the_test_accuracy(tmp_path, tiny_teacher, tiny_digits):
+    """`eval digits --split train` was recorded as plain `digits` (and into digits_x1.json): the latest row per run
+    wins in a table, so the training accuracy replaced the test accuracy."""
+    results, run = tmp_path / "r.csv", tmp_path / "teacher"
+    shutil.copytree(tiny_teacher, run)  # its eval/ folder is this test's own
+    for split in ("test", "train"):
+        assert run_main("eval", "digits", "--ckpt", run, "--data", tiny_digits, "--split", split,
+                        "--results", results).exit_code == 0
+    assert [r["dataset"] for r in rows_of(results)] == ["digits", "digits[train]"]
+    assert (run / "eval" / "digits_x1.json").exists() and (run / "eval" / "digits_train_x1.json").exists()

@@ -123,6 +123,9 @@ def classification_stage(ckpt: str | Path, data: str | Path, *, dataset: str, sc
     if ev.meta.get("num_classes") and ev.meta["num_classes"] > ck.num_classes:
         raise FskdError(f"{ck.path}: a {ck.num_classes}-class model cannot classify {data} "
                         f"({ev.meta['num_classes']} classes)")
-    json_path = ev.json_path(f"{dataset}_x{scale}")  # before the work: a file there that no eval wrote is refused
+    # another split than test is a variant of its own (``digits[train]``, its own JSON): recorded as plain ``digits``,
+    # a training-set accuracy would replace the test accuracy in every table
+    label, stem = (dataset, dataset) if split == "test" else (f"{dataset}[{split}]", f"{dataset}_{split}")
+    json_path = ev.json_path(f"{stem}_x{scale}")  # before the work: a file there that no eval wrote is refused
     metrics, details = classification_accuracy(ev, scale, split)
-    return ev.record(results, json_path, dataset, scale, metrics, details)
+    return ev.record(results, json_path, label, scale, metrics, details)
