@@ -244,3 +244,12 @@ def test_accuracy_on_the_training_split_is_its_own_row_not_the_test_accuracy(tmp
                         "--results", results).exit_code == 0
     assert [r["dataset"] for r in rows_of(results)] == ["digits", "digits[train]"]
     assert (run / "eval" / "digits_x1.json").exists() and (run / "eval" / "digits_train_x1.json").exists()
+
+
+@pytest.mark.parametrize("benchmark, data", [("verification", "ver"), ("identification", "ident")])
+def test_cross_resolution_at_hr_is_refused(faces, tmp_path, benchmark, data):
+    """--cross-resolution without --scale compared HR with HR and recorded the HR figures again as `ver[cross-res]`."""
+    result = run_main("eval", benchmark, "--ckpt", faces["student"], "--data", faces[data], "--cross-resolution",
+                      "--results", tmp_path / "r.csv")
+    assert_one_line_error(result, "--cross-resolution", "--scale 2, 4 or 8")
+    assert not (tmp_path / "r.csv").exists()

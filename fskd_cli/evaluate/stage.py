@@ -68,6 +68,8 @@ def evaluate_benchmark(benchmark: str, ckpt: str | Path, *, scale: Scale = Scale
                    save_scores=scores_csv is not None, roc=roc_png is not None, cmc=cmc_png is not None,
                    split=split is not None)
     factor = one_factor(scale)
+    if cross_resolution and factor == 1:  # HR against HR: the HR figures again, under a cross-resolution label
+        raise FskdError("--cross-resolution compares HR images with LR copies; give --scale 2, 4 or 8")
     results = check_results_csv(results)
     # the checkpoint first, then the data: the mistakes of the file named first are reported first
     notes = [f"{ckpt}: {note}" for note in load_checkpoint(ckpt).notes]  # what an older checkpoint lacked: said
