@@ -253,3 +253,15 @@ def test_cross_resolution_at_hr_is_refused(faces, tmp_path, benchmark, data):
                       "--results", tmp_path / "r.csv")
     assert_one_line_error(result, "--cross-resolution", "--scale 2, 4 or 8")
     assert not (tmp_path / "r.csv").exists()
+
+
+def test_analyze_takes_aligned_tinyface_for_112_px_faces(faces, tmp_path):
+    """AdaFace's aligned TinyFace (no image_size in meta.yaml, all 112 x 112) is told from the native crops."""
+    for folder, names in {"Probe": ["1_1.jpg"], "Gallery_Match": ["1_2.jpg"], "Gallery_Distractor": ["a.jpg"]}.items():
+        (tmp_path / "src" / "aligned_pad_0.1_pad_high" / folder).mkdir(parents=True)
+        for k, name in enumerate(names):
+            (tmp_path / "src" / "aligned_pad_0.1_pad_high" / folder / name).write_bytes(encode(face(1, k, 112)))
+    data = tmp_path / "tinyface"
+    assert run_main("prepare", "tinyface", tmp_path / "src", "--out", data, "--workers", "1").exit_code == 0
+    result = run_main("analyze", "norms", "--ckpt", faces["student"], "--data", data, "--out", tmp_path / "a")
+    assert_one_line_error(result, "takes 32px inputs", "holds 112px images")

@@ -21,6 +21,7 @@ from ..core.outputs import check_output_folder
 from ..core.runs import RunSetting
 from ..core.scale import LR_SCALES, Scale
 from ..data.manifest import Row, check_source, read_manifest, read_meta
+from ..data.readers.reader import ALIGNED_SIZE
 from ..inference.lowres import LowRes, batches
 from ..inference.model import ReadyModel, load_model
 from ..models.tap import FeatureTap
@@ -102,7 +103,9 @@ def open_study(students: list[Path], *, teacher: Path | None = None, data: str |
 def _check_images(data: str | Path, teacher: Checkpoint) -> None:
     """The set's images are of the networks' input size (checked before any output): each image is compared at HR
     and as its LR copy, which a set of native low-resolution crops (no ``image_size``) does not have."""
-    meta_file, size = Path(data) / "meta.yaml", read_meta(data).get("image_size")
+    meta_file, meta = Path(data) / "meta.yaml", read_meta(data)
+    # TinyFace's aligned release is kept "at its own size" like the native crops, but that size is one: 112
+    size = meta.get("image_size") or (ALIGNED_SIZE if meta.get("layout") == "aligned" else None)
     if not size:
         raise FskdError(f"{meta_file}: a set of native low-resolution crops of many sizes, with no HR image to compare "
                         "an LR copy with; analyze on a set prepared at a fixed size (e.g. tinyface --layout aligned)")
