@@ -265,3 +265,13 @@ def test_analyze_takes_aligned_tinyface_for_112_px_faces(faces, tmp_path):
     assert run_main("prepare", "tinyface", tmp_path / "src", "--out", data, "--workers", "1").exit_code == 0
     result = run_main("analyze", "norms", "--ckpt", faces["student"], "--data", data, "--out", tmp_path / "a")
     assert_one_line_error(result, "takes 32px inputs", "holds 112px images")
+
+
+def test_a_limit_that_leaves_out_pairs_says_so(people, tmp_path):
+    """--limit 2 with a pair list kept none of its pairs and said "0 pairs" only in the summary, exit 0."""
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text("left,right,same\n" + "ann/0.png,ann/1.png,1\nann/1.png,bob/1.png,0\n" * 5)
+    result = run_main("prepare", "folder", people, "--out", tmp_path / "out", "--pairs", pairs, "--limit", "2",
+                      "--on-no-face", "center", "--scales", "1", "--workers", "1")
+    assert result.exit_code == 0 and "--limit 2 keeps 5 of the 10 pairs" in result.stderr
+    assert len(rows_of(tmp_path / "out" / "pairs.csv")) == 5

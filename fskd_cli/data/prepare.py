@@ -70,6 +70,10 @@ def prepare_dataset(kind: str, src: Path | None, out: Path, *, force: bool = Fal
         _run(items, source, writer, aligner, kind, opts, progress)
         pairs, pair_meta = _pairs_and_counts(source.pairs, writer.rows, {item.source for item in items})
         meta = writer.close(pairs, **pair_meta)
+    if source.pairs and len(pairs) < len(source.pairs):  # pairs is None only when the source has none
+        console.print(f"[yellow]warning:[/] --limit {opts['limit']} keeps {len(pairs)} of the {len(source.pairs)} "
+                      f"pairs (those whose two images are among the first {opts['limit']}); `fskd eval` needs a "
+                      "positive multiple of 10", highlight=False, soft_wrap=True)
     _report(meta, writer.rows, src, out)
     return meta
 
