@@ -275,3 +275,12 @@ def test_a_limit_that_leaves_out_pairs_says_so(people, tmp_path):
                       "--on-no-face", "center", "--scales", "1", "--workers", "1")
     assert result.exit_code == 0 and "--limit 2 keeps 5 of the 10 pairs" in result.stderr
     assert len(rows_of(tmp_path / "out" / "pairs.csv")) == 5
+
+
+@pytest.mark.parametrize("command, option", [("attention", ("--images", "0")), ("norms", ("--split", "tset"))])
+def test_an_analysis_option_mistake_leaves_no_output_folder(faces, tmp_path, command, option):
+    """Both were refused in one line after --out was made and claimed: an empty folder was left behind."""
+    result = run_main("analyze", command, "--ckpt", faces["student"], "--data", faces["ver"], "--scale", "4",
+                      "--out", tmp_path / "a", *option)
+    assert_one_line_error(result, option[0])
+    assert not (tmp_path / "a").exists()

@@ -89,6 +89,8 @@ def open_study(students: list[Path], *, teacher: Path | None = None, data: str |
     if split == "default":  # the student's eval split when the set has it (a face training set has none: all)
         split = (first.get("data") or {}).get("eval_split")
         split = split if split and read_manifest(data, split=split) else None
+    elif not read_manifest(data, split=split):  # before --out is made: a mistyped split leaves nothing behind
+        raise FskdError(f"{Path(data) / 'manifest.csv'}: no usable images in split {split!r} (--split)")
     teacher_ck = _teacher(s_cks, teacher)
     for ck in s_cks:  # both see the same images: a teacher of another input size fails in its first layer
         if ck.input_size != teacher_ck.input_size:
