@@ -284,3 +284,14 @@ def test_an_analysis_option_mistake_leaves_no_output_folder(faces, tmp_path, com
                       "--out", tmp_path / "a", *option)
     assert_one_line_error(result, option[0])
     assert not (tmp_path / "a").exists()
+
+
+@pytest.mark.parametrize("other", ["--save-scores", "--roc"])
+def test_one_file_for_two_eval_outputs_is_refused_before_the_work(faces, tmp_path, monkeypatch, other):
+    """--results and --save-scores (or --roc) of one name: the scores or the figure were written, then the results
+    rows refused ("a CSV with columns left,right,... not fskd's"), after every image was embedded."""
+    monkeypatch.chdir(tmp_path)
+    result = run_main("eval", "verification", "--ckpt", faces["student"], "--data", faces["ver"], "--results", "out.csv",
+                      other, "./out.csv")
+    assert_one_line_error(result, "out.csv: named by both --results and " + other)
+    assert not (tmp_path / "out.csv").exists()

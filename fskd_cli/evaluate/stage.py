@@ -71,6 +71,7 @@ def evaluate_benchmark(benchmark: str, ckpt: str | Path, *, scale: Scale = Scale
     if cross_resolution and factor == 1:  # HR against HR: the HR figures again, under a cross-resolution label
         raise FskdError("--cross-resolution compares HR images with LR copies; give --scale 2, 4 or 8")
     results = check_results_csv(results)
+    _check_distinct({"--results": results, "--save-scores": scores_csv, "--roc": roc_png, "--cmc": cmc_png})
     # the checkpoint first, then the data: the mistakes of the file named first are reported first
     notes = [f"{ckpt}: {note}" for note in load_checkpoint(ckpt).notes]  # what an older checkpoint lacked: said
     notes += check_source(data)  # an in-place set whose .rec was replaced is refused here
@@ -105,6 +106,19 @@ def _hold_eval_output(ckpt: str | Path, dataset: str, scale: int) -> FolderLock 
         return None
     return hold_folder(run / "eval", f"fskd eval of {dataset} at scale {scale}", "wait for it to finish",
                        name=f".{dataset}_x{scale}.lock")
+
+
+def _check_distinct(outputs: dict[str, str | Path | None]) -> None:
+    """Two outputs named by one path would be written one over the other (the scores, then results rows appended to
+    them, refused only after the work): refused before any of it."""
+    seen: dict[Path, str] = {}
+    for option, path in outputs.items():
+        if path is None:
+            continue
+        where = Path(path).resolve()
+        if where in seen:
+            raise FskdError(f"{path}: named by both {seen[where]} and {option}; give each output a file of its own")
+        seen[where] = option
 
 
 def _check_options(benchmark: str, task: str, **given: bool) -> None:
