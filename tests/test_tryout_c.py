@@ -104,6 +104,7 @@ def people(tmp_path) -> Path:
 @pytest.mark.parametrize("lines, needle", [
     (["ann/0.png,ann/1.png,1", "ann/0.png,bob/0.png,0"], "2 pairs cannot be split into 10 equal"),
     (["ann/0.png,ann/1.png,1"] * 10, "all pairs are same-identity"),
+    (["ann/0.png,ann/1.png,1", "ann/0.png,bob/0.png,0", "bob/1.png,bob/1.png,1"], "line 4: pairs 'bob/1.png' with itself"),
     (["ann/0.png,ann/1.png,1", "ann/0.png,bob/0.png,1"] * 5, "line 3: same is 1 for 'ann/0.png' and 'bob/0.png', "
                                                              "but they are 'ann' and 'bob'"),
     (["ann/0.png,ann/1.png,0", "ann/0.png,bob/0.png,0"] * 5, "line 2: same is 0 for 'ann/0.png' and 'ann/1.png', "
@@ -295,3 +296,17 @@ def test_one_file_for_two_eval_outputs_is_refused_before_the_work(faces, tmp_pat
                       other, "./out.csv")
     assert_one_line_error(result, "out.csv: named by both --results and " + other)
     assert not (tmp_path / "out.csv").exists()
+
+
+def test_a_pair_of_an_image_with_itself_is_refused_by_eval(faces, tmp_path):
+    """A pairs.csv edited to pair an image with itself scored a sure match into the accuracy."""
+    data = tmp_path / "ver"
+    shutil.copytree(faces["ver"], data)
+    pairs = rows_of(data / "pairs.csv")
+    pairs[3]["right"] = pairs[3]["left"]
+    with open(data / "pairs.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["left", "right", "same"])
+        writer.writeheader()
+        writer.writerows(pairs)
+    result = run_main("eval", "verification", "--ckpt", faces["student"], "--data", data, "--results", tmp_path / "r.csv")
+    assert_one_line_error(result, "pairs.csv, line 5", f"pairs {pairs[3]['left']!r} with itself")

@@ -48,6 +48,8 @@ def read_verification_pairs(data: str | Path, rows: Sequence[Row]) -> tuple[list
     for line, (a, b, same) in enumerate(pairs, start=2):
         if same not in (0, 1):
             raise FskdError(f"{path}, line {line}: same must be 0 or 1, got {same}")
+        if a and a == b:  # an image against itself: a sure match that only inflates the accuracy
+            raise FskdError(f"{path}, line {line}: pairs {a!r} with itself")
         for side, out in ((a, left), (b, right)):
             if side and side not in index:
                 raise FskdError(f"{path}, line {line}: {side!r} is not a usable image of {Path(data) / 'manifest.csv'}")

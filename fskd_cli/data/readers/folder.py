@@ -103,6 +103,8 @@ def read_pair_csv(path: Path, known: dict[str, str]) -> list[tuple[str, str, int
                 raise FskdError(f"{path}, line {line}: {side!r} leads outside the source folder")
             if side not in known:
                 raise FskdError(f"{path}, line {line}: {side!r} is not an image under the source folder")
+        if r["left"] == r["right"]:  # an image against itself: a sure match that only inflates the accuracy
+            raise FskdError(f"{path}, line {line}: pairs {r['left']!r} with itself")
         _check_identities(path, line, r["left"], r["right"], int(r["same"]), known)
         out.append((r["left"], r["right"], int(r["same"])))
     if not out:
