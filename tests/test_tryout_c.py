@@ -310,3 +310,21 @@ def test_a_pair_of_an_image_with_itself_is_refused_by_eval(faces, tmp_path):
         writer.writerows(pairs)
     result = run_main("eval", "verification", "--ckpt", faces["student"], "--data", data, "--results", tmp_path / "r.csv")
     assert_one_line_error(result, "pairs.csv, line 5", f"pairs {pairs[3]['left']!r} with itself")
+
+
+def test_a_model_trained_before_the_holdout_is_not_scored_on_the_held_out_people(tmp_path):
+    """prepare folder -> train-teacher -> prepare holdout -> eval: the teacher had trained on the people now held
+    out, and its accuracy on them was recorded as if on unseen people."""
+    data = write_face_set(tmp_path / "faces", "train", [(i, k, "") for i in range(4) for k in range(4)], split="train")
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump({
+        "name": "faces", "data": {"path": str(data)}, "train": {"batch_size": 8, "lr": 0.1, "steps": 1},
+        "model": {"name": "iresnet18", "kwargs": {"base_width": 4, "input_size": 32, "embedding_size": 8},
+                  "head": "cosface"}}))
+    assert run_main("train-teacher", "--recipe", recipe, "--out", tmp_path / "early").exit_code == 0
+    assert run_main("prepare", "holdout", data, "--identities", "2", "--pairs", "20").exit_code == 0
+    assert run_main("train-teacher", "--recipe", recipe, "--out", tmp_path / "late").exit_code == 0
+    args = ("eval", "verification", "--data", data, "--results", tmp_path / "r.csv", "--ckpt")
+    assert_one_line_error(run_main(*args, tmp_path / "early"), "before its identities were split", "held-out people")
+    assert not (tmp_path / "r.csv").exists()
+    assert run_main(*args, tmp_path / "late").exit_code == 0
