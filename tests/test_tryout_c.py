@@ -328,3 +328,10 @@ def test_a_model_trained_before_the_holdout_is_not_scored_on_the_held_out_people
     assert_one_line_error(run_main(*args, tmp_path / "early"), "before its identities were split", "held-out people")
     assert not (tmp_path / "r.csv").exists()
     assert run_main(*args, tmp_path / "late").exit_code == 0
+    # a student distilled after the holdout from the early teacher learnt from a model that saw them
+    from fskd_cli.core.config import resolve
+    from fskd_cli.train.loop import train
+
+    student = train(resolve(recipe, {"distill.method": "f-skd", "distill.teacher": str(tmp_path / "early"),
+                                     "distill.scale": "4"}), tmp_path / "student", kind="student")
+    assert_one_line_error(run_main(*args, student), f"its teacher {tmp_path / 'early' / 'checkpoint.pt'} was trained")

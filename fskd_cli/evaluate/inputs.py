@@ -113,14 +113,19 @@ def _check_task(data: str | Path, task: str, benchmark: str) -> dict[str, Any]:
 
 
 def _check_unseen(ck: Checkpoint, meta: dict[str, Any], data: str | Path) -> None:
-    """A model trained on this very set before `prepare holdout` split it has seen the people now held out: its
-    figures on them would look like figures on unseen people. Told by the manifest's fingerprint, which the holdout
-    changed (a copy of the set elsewhere is not recognised)."""
-    if "holdout" not in meta or not ck.data or not ck.data_fingerprint:
+    """A model trained on this very set before `prepare holdout` split it, or distilled from a teacher that was, has
+    seen the people now held out: its figures on them would look like figures on unseen people. Told by the
+    manifest's fingerprint, which the holdout changed (a copy of the set elsewhere is not recognised)."""
+    if "holdout" not in meta:
         return
-    if Path(ck.data).resolve() == Path(data).resolve() and ck.data_fingerprint != fingerprint(data):
-        raise FskdError(f"{ck.path}: trained on {data} before its identities were split by `fskd prepare holdout`, so "
-                        "it has seen the held-out people; train it again on the split set")
+    teacher = Path(ck.teacher) if ck.teacher else None
+    for model in (ck, load_checkpoint(teacher) if teacher is not None and teacher.exists() else None):
+        if model is None or not model.data or not model.data_fingerprint:
+            continue
+        if Path(model.data).resolve() == Path(data).resolve() and model.data_fingerprint != fingerprint(data):
+            whose = "" if model is ck else f"its teacher {model.path} was "
+            raise FskdError(f"{ck.path}: {whose}trained on {data} before its identities were split by `fskd prepare "
+                            "holdout`, so it has seen the held-out people; train it again on the split set")
 
 
 def _a(word: str) -> str:
