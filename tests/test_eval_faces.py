@@ -170,7 +170,8 @@ def test_user_mistakes_name_the_file(faces, tmp_path):
     # a checkpoint of the wrong kind: a 32px model on a 112px set, and a file that is no checkpoint
     big = write_face_set(tmp_path / "big", "verification", [(i, k, "") for i in range(2) for k in range(2)],
                     [(0, 1, 1), (0, 2, 0)] * 5, size=112)
-    assert_one_line_error(run_cli("eval", "lfw", "--data", big, "--ckpt", ck), "takes 32px inputs, but", "112px images")
+    assert_one_line_error(run_cli("eval", "verification", "--data", big, "--ckpt", ck), "takes 32px inputs, but",
+                          "112px images")
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"no")
     with pytest.raises(FskdError, match="junk.pt: not a readable fskd checkpoint"):

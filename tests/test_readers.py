@@ -287,7 +287,7 @@ def test_flat_folder_needs_an_identity_regex(tmp_path):
 def test_folder_pair_list(tmp_path):
     src = make_folder(tmp_path / "src")
     pairs = tmp_path / "pairs.csv"
-    pairs.write_text("left,right,same\nbob/2.jpg,bob/10.jpg,1\nann/x.png,bob/2.jpg,0\n")
+    pairs.write_text("left,right,same\n" + "bob/2.jpg,bob/10.jpg,1\nann/x.png,bob/2.jpg,0\n" * 5)  # 10 folds
     source = read_folder(src, "folder", pairs=pairs)
     assert source.task == "verification" and source.pairs[1] == ("ann/x.png", "bob/2.jpg", 0)
     pairs.write_text("left,right,same\nbob/2.jpg,bob/3.jpg,1\n")

@@ -96,16 +96,12 @@ def analyze_attention(study: Study, *, n_images: int = 4, seed: int = 0, images:
 
 
 def _inputs(study: Study, rows: list[Row]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """The HR faces (checked against the teacher's input size) and each student's LR copies of them."""
+    """The HR faces and each student's LR copies of them."""
     def images(member: Member, scale: int) -> tuple[torch.Tensor, torch.Tensor]:
         lowres = study.lowres(member)
         return lowres.batch(lowres.dataset(study.data, rows, scale), range(len(rows)), scale)
 
-    hr = images(study.teacher, 1)[0]
-    teacher = study.teacher.checkpoint
-    if hr.shape[-1] != teacher.input_size:
-        raise FskdError(f"{teacher.path}: takes {teacher.input_size}px inputs, but {study.data} holds "
-                        f"{hr.shape[-1]}px images")
+    hr = images(study.teacher, 1)[0]  # of the teacher's input size: open_study checked the set
     return hr, {m.label: images(m, study.scale)[1] for m in study.students}
 
 

@@ -20,7 +20,8 @@ from ..core.errors import FskdError
 from ..core.outputs import check_output_folder
 from ..core.runs import RunSetting
 from ..core.scale import LR_SCALES, Scale
-from ..data.manifest import Row, check_source, read_manifest
+from ..data.manifest import Row, check_source, read_manifest, read_meta
+from ..data.readers.reader import ALIGNED_SIZE
 from ..inference.lowres import LowRes, batches
 from ..inference.model import ReadyModel, load_model
 from ..models.tap import FeatureTap
@@ -88,14 +89,31 @@ def open_study(students: list[Path], *, teacher: Path | None = None, data: str |
     if split == "default":  # the student's eval split when the set has it (a face training set has none: all)
         split = (first.get("data") or {}).get("eval_split")
         split = split if split and read_manifest(data, split=split) else None
+    elif not read_manifest(data, split=split):  # before --out is made: a mistyped split leaves nothing behind
+        raise FskdError(f"{Path(data) / 'manifest.csv'}: no usable images in split {split!r} (--split)")
     teacher_ck = _teacher(s_cks, teacher)
     for ck in s_cks:  # both see the same images: a teacher of another input size fails in its first layer
         if ck.input_size != teacher_ck.input_size:
             raise FskdError(f"{teacher_ck.path}: the teacher takes {teacher_ck.input_size}px inputs, student {ck.path} "
                             f"{ck.input_size}px; give --teacher the teacher it was distilled from")
+    _check_images(data, teacher_ck)
     out = check_output_folder(out or s_cks[0].run_dir / what, force=force)
     return Study(Member("teacher", teacher_ck), _label_students(s_cks), str(data), split,
                  _scale(s_cks, scale), out, resolve_device(device), lr_source, tuple(notes))
+
+
+def _check_images(data: str | Path, teacher: Checkpoint) -> None:
+    """The set's images are of the networks' input size (checked before any output): each image is compared at HR
+    and as its LR copy, which a set of native low-resolution crops (no ``image_size``) does not have."""
+    meta_file, meta = Path(data) / "meta.yaml", read_meta(data)
+    # TinyFace's aligned release is kept "at its own size" like the native crops, but that size is one: 112
+    size = meta.get("image_size") or (ALIGNED_SIZE if meta.get("layout") == "aligned" else None)
+    if not size:
+        raise FskdError(f"{meta_file}: a set of native low-resolution crops of many sizes, with no HR image to compare "
+                        "an LR copy with; analyze on a set prepared at a fixed size (e.g. tinyface --layout aligned)")
+    if size != teacher.input_size:
+        raise FskdError(f"{teacher.path}: takes {teacher.input_size}px inputs, but {data} holds {size}px images; "
+                        f"analyze on a set prepared at {teacher.input_size}px")
 
 
 def _teacher(s_cks: list[Checkpoint], given: Path | None) -> Checkpoint:

@@ -154,6 +154,10 @@ def _read_csv(results: Path) -> pd.DataFrame:
         row, column = next((i, c) for i, (_, r) in enumerate(blank.iterrows()) for c in named if r[c])
         raise FskdError(f"{results}: data row {row + 1} has an empty {column!r} cell (every row names its run, "
                         "method, dataset, scale, metric and checkpoint); fix or remove that row")
+    header = (df["run"] == "run") & (df["value"] == "value")  # two files joined with `cat`: a header among the rows
+    if header.any():
+        raise FskdError(f"{results}: data row {header.idxmax() + 1} repeats the header (two results files joined with "
+                        "its header kept?); delete that line")
     df["value"] = _values(df, results)
     return df.dropna(subset=["value"])
 

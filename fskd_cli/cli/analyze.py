@@ -103,7 +103,7 @@ def correlation(ckpt: Students, teacher: Teacher = None, data: Data = None, scal
 @analyze_app.command("attention")
 def attention(ckpt: Students, teacher: Teacher = None, data: Data = None, scale: ScaleOpt = None, out: Out = None,
               split: Split = None,
-              images: Annotated[int, typer.Option(help="Random faces to show (one row each).")] = 4,
+              images: Annotated[int, typer.Option(min=1, help="Random faces to show (one row each).")] = 4,
               image: Annotated[list[str] | None, typer.Option(help="A face to show, by its manifest path; repeat for several "
                                                                     "(overrides --images).")] = None,
               seed: Seed = 0,

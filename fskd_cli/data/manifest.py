@@ -27,7 +27,7 @@ from .. import __version__
 from ..core.errors import FskdError
 from ..core.guard import inside
 from ..core.io import append_csv, atomic_path, make_dirs, write_csv, write_yaml
-from ..core.scale import LR_FACTORS
+from ..core.scale import INTERPOLATIONS, LR_FACTORS
 from .degrade import degrade_uint8
 from .readers.recordio import check_parts
 
@@ -81,7 +81,8 @@ class DatasetWriter:
     """Writes one prepared dataset: images at every scale, the manifest, meta.yaml.
 
     Rows are journalled to ``.manifest.partial.csv`` as they are written, so a run that is killed
-    can be re-run: :meth:`finished` tells which sources are already done, and :meth:`close` writes
+    can be re-run: :meth:`finished` tells which sources are already done (written; a failed one is tried
+    again), and :meth:`close` writes
     the final manifest in the order the reader gave. ``resume_rows`` (the manifest of an earlier,
     finished run with the same options) count as done in the same way, so a re-run skips them too.
     ``in_place``: rows point at records that stay where they are (``rec:PART:KEY``); no image is written.
@@ -117,7 +118,8 @@ class DatasetWriter:
         self.journal = self.out / JOURNAL
         self._done: dict[str, Row] = {}
         for row in [*resume_rows, *self._journal_rows()]:
-            if row.source and (row.status not in USABLE or self._files_exist(row.path)):
+            # only images written: a failed one is tried again, as the user may have replaced the photo since
+            if row.source and row.status in USABLE and self._files_exist(row.path):
                 self._done[row.source] = row
         make_dirs(self.out)
 
@@ -222,7 +224,34 @@ def read_meta(root: str | os.PathLike) -> dict[str, Any]:
         raise FskdError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
     if not isinstance(meta, dict) or "task" not in meta:
         raise FskdError(f"{path}: not an fskd meta.yaml (no 'task' key)")
+    for key, (fits, wanted) in _META_TYPES.items():
+        if key in meta and not fits(meta[key]):
+            raise FskdError(f"{path}: {key} must be {wanted}, got {meta[key]!r}")
     return meta
+
+
+def _degradation_fits(value: Any) -> bool:
+    return (isinstance(value, dict) and value.get("interpolation", "bilinear") in INTERPOLATIONS
+            and isinstance(value.get("antialias", False), bool))
+
+
+# The keys of meta.yaml that stages read, with the types prepare writes: a hand-edited value of another type is
+# named here, not a TypeError deep in a stage or a message that blames the checkpoint ("holds abcpx images").
+_META_TYPES: dict[str, tuple[Any, str]] = {
+    "task": (lambda v: v in TASKS, f"one of {', '.join(TASKS)}"),
+    "name": (lambda v: isinstance(v, str), "a string"),
+    "image_size": (lambda v: v is None or (type(v) is int and v > 0), "a whole number of pixels (or null)"),
+    "num_classes": (lambda v: type(v) is int and v >= 0, "a whole number"),
+    "scales": (lambda v: isinstance(v, list) and all(type(s) is int and s in (1, *LR_FACTORS) for s in v),
+               f"a list of scales among {(1, *LR_FACTORS)}"),
+    "in_place": (lambda v: isinstance(v, bool), "true or false"),
+    "layout": (lambda v: v is None or isinstance(v, str), "a string"),
+    "degradation": (_degradation_fits, f"a mapping with interpolation one of {', '.join(INTERPOLATIONS)} and "
+                                       "antialias true or false"),
+    "counts": (lambda v: isinstance(v, dict), "a mapping"),
+    "holdout": (lambda v: isinstance(v, dict), "a mapping (what `fskd prepare holdout` did)"),
+    "folds": (lambda v: type(v) is int and v > 0, "a whole number of folds"),
+}
 
 
 def check_source(root: str | os.PathLike) -> list[str]:
@@ -268,7 +297,7 @@ def _csv_records(path: Path, fields: Sequence[str], hint: str) -> list[dict[str,
     if not path.is_file():
         raise FskdError(f"{path}: not found; {hint}")
     try:
-        with open(path, newline="", encoding="utf-8") as f:
+        with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: a spreadsheet's UTF-8 starts with a BOM
             reader = csv.DictReader(f)
             missing = set(fields) - set(reader.fieldnames or [])
             if missing:

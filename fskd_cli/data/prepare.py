@@ -11,6 +11,7 @@ skips finished images and ends with the same manifest; a rerun with other option
 
 from __future__ import annotations
 
+import shutil
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -69,6 +70,10 @@ def prepare_dataset(kind: str, src: Path | None, out: Path, *, force: bool = Fal
         _run(items, source, writer, aligner, kind, opts, progress)
         pairs, pair_meta = _pairs_and_counts(source.pairs, writer.rows, {item.source for item in items})
         meta = writer.close(pairs, **pair_meta)
+    if source.pairs and len(pairs) < len(source.pairs):  # pairs is None only when the source has none
+        console.print(f"[yellow]warning:[/] --limit {opts['limit']} keeps {len(pairs)} of the {len(source.pairs)} "
+                      f"pairs (those whose two images are among the first {opts['limit']}); `fskd eval` needs a "
+                      "positive multiple of 10", highlight=False, soft_wrap=True)
     _report(meta, writer.rows, src, out)
     return meta
 
@@ -76,10 +81,16 @@ def prepare_dataset(kind: str, src: Path | None, out: Path, *, force: bool = Fal
 def _check_apart(reader: Reader, src: Path | None, out: Path) -> None:
     """``--out`` may not be a source folder, nor lie inside one whose every photo is read (``--force``
     included): the next run of the same command would read the prepared images as photos of one more identity,
-    named after the output folder."""
-    if src is None or not src.is_dir():
+    named after the output folder. Nor may the source lie in ``--out``'s ``images/``, which prepare writes into and
+    a start over removes."""
+    if src is None:
         return
     here, there = out.resolve(), src.resolve()
+    if there.is_relative_to(here / "images"):
+        raise FskdError(f"{out}: its images/ folder holds the source {src}, and prepare writes (and on a start over "
+                        "removes) that folder; choose another --out")
+    if not src.is_dir():
+        return
     if here == there or (reader.detects and here.is_relative_to(there)):
         raise FskdError(f"{out}: the source folder {src} or inside it; a prepared set goes in a folder of its own "
                         "(e.g. data/NAME): choose another --out")
@@ -146,7 +157,19 @@ def _claim(out: Path, record: dict[str, Any], force: bool, stale: bool = False) 
         if ours:
             for name in ("manifest.csv", "pairs.csv", "meta.yaml"):
                 (out / name).unlink(missing_ok=True)
+            _remove_images(out / "images")
     return reuse
+
+
+def _remove_images(images: Path) -> None:
+    """The image tree of an earlier prepare that this one replaces: a start over with other scales, another
+    interpolation or fewer photos would otherwise leave the old run's copies (``images/x4`` of a run that now
+    writes x2, photos no longer in the manifest) beside the new ones, in a folder whose meta.yaml no longer
+    describes them. Only called on a folder fskd's prepare claimed, whose ``images/`` it wrote."""
+    if images.is_symlink() or images.is_file():
+        raise FskdError(f"{images}: not the image folder `fskd prepare` writes; move it away, or choose another --out")
+    if images.is_dir():
+        shutil.rmtree(images)
 
 
 def _records_changed(out: Path, source: Source) -> bool:

@@ -14,13 +14,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..core.checkpoint import load_checkpoint
+from ..core.checkpoint import Checkpoint, load_checkpoint
 from ..core.errors import FskdError
 from ..core.outputs import check_output_file
 from ..core.results import record, written_by_eval
 from ..core.runs import RunSetting
 from ..data.dataset import PairDataset
-from ..data.manifest import Row, read_meta
+from ..data.manifest import Row, fingerprint, read_meta
 from ..inference.lowres import RESIZE, LowRes, embed
 from ..inference.model import ReadyModel, load_model
 from .benchmarks import BENCHMARKS
@@ -42,6 +42,7 @@ class Evaluation:
         """Load ``ckpt`` and ``data``; the set must be of ``task`` and of the model's input size."""
         ck = load_checkpoint(ckpt)  # the checkpoint first: its mistakes are named before the data's
         meta = _check_task(data, task, benchmark)
+        _check_unseen(ck, meta, data)
         model = load_model(ck, device=device, head=head)
         _check_size(model, meta, data)
         return cls(model, Path(data), meta, LowRes.for_run(model.checkpoint.degradation, lr_source), batch_size)
@@ -101,11 +102,30 @@ def _check_task(data: str | Path, task: str, benchmark: str) -> dict[str, Any]:
         raise FskdError(f"{Path(data) / 'meta.yaml'}: {_a(str(meta['task']))} set, but `fskd eval {benchmark}` "
                         f"needs {_a(task)} set")
     name = meta.get("name")
-    if BENCHMARKS.get(benchmark, (None, None))[1] and name in BENCHMARKS and name != benchmark:
-        # another benchmark's set: its figures would go into results.csv under this benchmark's name
-        raise FskdError(f"{Path(data) / 'meta.yaml'}: a {name} set (prepared by `fskd prepare {name}`), not {benchmark}; "
-                        f"evaluate it with `fskd eval {name}`")
+    if BENCHMARKS.get(benchmark, (None, None))[1] and name is not None and name != benchmark:
+        # another benchmark's set, or the user's own: its figures would go into results.csv under this benchmark's
+        # name (and beside the paper's numbers for it)
+        what = f"a {name} set (prepared by `fskd prepare {name}`)" if name in BENCHMARKS else f"a set named {name!r}"
+        use = name if name in BENCHMARKS else task if task in BENCHMARKS else None  # any set of the task
+        raise FskdError(f"{Path(data) / 'meta.yaml'}: {what}, not {benchmark} (prepared by `fskd prepare {benchmark}`)"
+                        + (f"; evaluate it with `fskd eval {use}`" if use else ""))
     return meta
+
+
+def _check_unseen(ck: Checkpoint, meta: dict[str, Any], data: str | Path) -> None:
+    """A model trained on this very set before `prepare holdout` split it, or distilled from a teacher that was, has
+    seen the people now held out: its figures on them would look like figures on unseen people. Told by the
+    manifest's fingerprint, which the holdout changed (a copy of the set elsewhere is not recognised)."""
+    if "holdout" not in meta:
+        return
+    teacher = Path(ck.teacher) if ck.teacher else None
+    for model in (ck, load_checkpoint(teacher) if teacher is not None and teacher.exists() else None):
+        if model is None or not model.data or not model.data_fingerprint:
+            continue
+        if Path(model.data).resolve() == Path(data).resolve() and model.data_fingerprint != fingerprint(data):
+            whose = "" if model is ck else f"its teacher {model.path} was "
+            raise FskdError(f"{ck.path}: {whose}trained on {data} before its identities were split by `fskd prepare "
+                            "holdout`, so it has seen the held-out people; train it again on the split set")
 
 
 def _a(word: str) -> str:

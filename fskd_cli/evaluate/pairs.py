@@ -16,11 +16,11 @@ from typing import Any
 import numpy as np
 
 from ..core.errors import FskdError
-from ..core.outputs import check_output_file, check_replaceable, written_by_matplotlib
+from ..core.outputs import check_replaceable, written_by_matplotlib
 from ..data.manifest import Row, read_manifest, read_pairs
 from .inputs import Evaluation, dataset_label
 from .plots import plot_roc
-from .verification import FARS, PROTOCOLS, VerificationResult, save_scores, verification_accuracy
+from .verification import FARS, PROTOCOLS, VerificationResult, save_scores, verification_accuracy, written_by_save_scores
 
 N_FOLDS = 10
 
@@ -34,8 +34,8 @@ def read_verification_pairs(data: str | Path, rows: Sequence[Row]) -> tuple[list
     """``pairs.csv`` checked against the manifest: the pairs, and each side's row index (-1: no image).
 
     An empty path is an image that failed preparation (the pair is kept, and counted wrong); a path
-    that is not a usable manifest row, a ``same`` other than 0/1 or a pair count that is not a
-    multiple of 10 is a broken file, and raises :class:`FskdError` naming it.
+    that is not a usable manifest row or not of the test split, a ``same`` other than 0/1 or a pair count
+    that is not a multiple of 10 is a broken file, and raises :class:`FskdError` naming it.
     """
     path = Path(data) / "pairs.csv"
     pairs = read_pairs(data)  # a missing column or a bad `same` is a one-line FskdError there
@@ -48,13 +48,28 @@ def read_verification_pairs(data: str | Path, rows: Sequence[Row]) -> tuple[list
     for line, (a, b, same) in enumerate(pairs, start=2):
         if same not in (0, 1):
             raise FskdError(f"{path}, line {line}: same must be 0 or 1, got {same}")
+        if a and a == b:  # an image against itself: a sure match that only inflates the accuracy
+            raise FskdError(f"{path}, line {line}: pairs {a!r} with itself")
         for side, out in ((a, left), (b, right)):
             if side and side not in index:
                 raise FskdError(f"{path}, line {line}: {side!r} is not a usable image of {Path(data) / 'manifest.csv'}")
+            if side and rows[index[side]].split != "test":  # a held-out set's training image: a seen person
+                raise FskdError(f"{path}, line {line}: {side!r} is an image of the {rows[index[side]].split!r} split; "
+                                "pairs are among the test images (a model may have trained on the others)")
             out.append(index[side] if side else -1)
     if len({s for _, _, s in pairs}) < 2:
         raise FskdError(f"{path}: all pairs are {'same' if pairs[0][2] else 'different'}-identity; a ROC needs both")
     return pairs, left, right
+
+
+def _check_folds(meta: dict[str, Any], data: str | Path) -> None:
+    """A set whose pair list forms another number of folds (LFW's View 1 files are one fold) would be cut into 10
+    blocks anyway, some of them of same-identity pairs only: numbers with no meaning, so it is refused."""
+    folds = meta.get("folds", N_FOLDS)
+    if folds != N_FOLDS:
+        source = meta.get("pairs_file", "its pair list")
+        raise FskdError(f"{Path(data) / 'meta.yaml'}: its pairs form {folds} fold(s) (from {source}); "
+                        f"the protocol needs {N_FOLDS} (LFW's View 2 pairs.txt, not View 1's pairsDevTrain/DevTest)")
 
 
 def _gather(emb: np.ndarray, positions: Sequence[int]) -> np.ndarray:
@@ -92,13 +107,15 @@ def verification_stage(ckpt: str | Path, data: str | Path, *, dataset: str, scal
         raise FskdError(f"--protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
     ev = Evaluation.open(ckpt, data, "verification", benchmark, lr_source=lr_source, device=device,
                          batch_size=batch_size)
+    _check_folds(ev.meta, data)
     rows = read_manifest(data)
     pairs, left_pos, right_pos = read_verification_pairs(data, rows)
     # the outputs first: no embedding is computed for a JSON or figure that cannot be written
     json_path = ev.json_path(f"{dataset}_x{scale}{'_cross' if cross_resolution else ''}_{protocol}", json_path)
     roc_png = check_replaceable(roc_png or json_path.with_name(f"{json_path.stem}_roc.png"), written_by_matplotlib,
                                "eval", "--roc")
-    scores_csv = None if scores_csv is None else check_output_file(scores_csv, "--save-scores")
+    scores_csv = None if scores_csv is None else check_replaceable(scores_csv, written_by_save_scores, "eval",
+                                                                   "--save-scores")
     left_scale = 1 if cross_resolution else scale
     (l_emb, l_mirror), (r_emb, r_mirror) = _side_embeddings(ev, rows, [left_pos, right_pos], [left_scale, scale], dataset)
     same = np.array([s for _, _, s in pairs])

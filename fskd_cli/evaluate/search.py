@@ -19,10 +19,16 @@ from .inputs import Evaluation, dataset_label
 from .plots import plot_cmc
 
 MAX_RANK = max(REPORTED_RANKS)
+ROLES = ("probe", "gallery", "distractor")
 
 
 def _roles(data: str | Path, rows: list[Row]) -> tuple[list[Row], list[Row], int]:
-    """Probe rows, gallery rows (distractors included) and the number of rows with no role."""
+    """Probe rows, gallery rows (distractors included) and the number of rows with no role; a role edited into
+    something else ('Probe') would silently leave the image out of the search, so it is named."""
+    odd = next((r for r in rows if r.role not in ("", *ROLES)), None)
+    if odd is not None:
+        raise FskdError(f"{Path(data) / 'manifest.csv'}: {odd.path} has role {odd.role!r}; roles are "
+                        f"{', '.join(ROLES)} (or empty for an image of no role)")
     probes = [r for r in rows if r.role == "probe"]
     gallery = [r for r in rows if r.role in ("gallery", "distractor")]
     if not probes or not gallery:

@@ -68,7 +68,10 @@ def evaluate_benchmark(benchmark: str, ckpt: str | Path, *, scale: Scale = Scale
                    save_scores=scores_csv is not None, roc=roc_png is not None, cmc=cmc_png is not None,
                    split=split is not None)
     factor = one_factor(scale)
+    if cross_resolution and factor == 1:  # HR against HR: the HR figures again, under a cross-resolution label
+        raise FskdError("--cross-resolution compares HR images with LR copies; give --scale 2, 4 or 8")
     results = check_results_csv(results)
+    _check_distinct({"--results": results, "--save-scores": scores_csv, "--roc": roc_png, "--cmc": cmc_png})
     # the checkpoint first, then the data: the mistakes of the file named first are reported first
     notes = [f"{ckpt}: {note}" for note in load_checkpoint(ckpt).notes]  # what an older checkpoint lacked: said
     notes += check_source(data)  # an in-place set whose .rec was replaced is refused here
@@ -105,6 +108,19 @@ def _hold_eval_output(ckpt: str | Path, dataset: str, scale: int) -> FolderLock 
                        name=f".{dataset}_x{scale}.lock")
 
 
+def _check_distinct(outputs: dict[str, str | Path | None]) -> None:
+    """Two outputs named by one path would be written one over the other (the scores, then results rows appended to
+    them, refused only after the work): refused before any of it."""
+    seen: dict[Path, str] = {}
+    for option, path in outputs.items():
+        if path is None:
+            continue
+        where = Path(path).resolve()
+        if where in seen:
+            raise FskdError(f"{path}: named by both {seen[where]} and {option}; give each output a file of its own")
+        seen[where] = option
+
+
 def _check_options(benchmark: str, task: str, **given: bool) -> None:
     """An option given to a benchmark it does not apply to is an error, never silently ignored."""
     for option, is_given in given.items():
@@ -123,6 +139,9 @@ def classification_stage(ckpt: str | Path, data: str | Path, *, dataset: str, sc
     if ev.meta.get("num_classes") and ev.meta["num_classes"] > ck.num_classes:
         raise FskdError(f"{ck.path}: a {ck.num_classes}-class model cannot classify {data} "
                         f"({ev.meta['num_classes']} classes)")
-    json_path = ev.json_path(f"{dataset}_x{scale}")  # before the work: a file there that no eval wrote is refused
+    # another split than test is a variant of its own (``digits[train]``, its own JSON): recorded as plain ``digits``,
+    # a training-set accuracy would replace the test accuracy in every table
+    label, stem = (dataset, dataset) if split == "test" else (f"{dataset}[{split}]", f"{dataset}_{split}")
+    json_path = ev.json_path(f"{stem}_x{scale}")  # before the work: a file there that no eval wrote is refused
     metrics, details = classification_accuracy(ev, scale, split)
-    return ev.record(results, json_path, dataset, scale, metrics, details)
+    return ev.record(results, json_path, label, scale, metrics, details)

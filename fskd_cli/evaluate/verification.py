@@ -32,6 +32,7 @@ import csv
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -158,6 +159,16 @@ def save_scores(
         for a, b, s, f, x in zip(pairs_left, pairs_right, same, result.folds, result.scores, strict=True)
     )
     write_csv(path, rows, SCORE_FIELDS)
+
+
+def written_by_save_scores(path: Path) -> bool:
+    """Whether ``path`` is a scores CSV :func:`save_scores` wrote (its header is exactly :data:`SCORE_FIELDS`): a
+    rerun replaces it, never a user's own file of the same name."""
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            return next(csv.reader(f), None) == SCORE_FIELDS
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return False
 
 
 def accuracy_from_scores(
