@@ -1,0 +1,91 @@
+"""Cases found by a second new-user pass over training, distillation, signals and the use commands (embed,
+verify, export, import-teacher, the Python API): each was a traceback, a wrong exit code, a silently accepted
+mistake or a file written where it should not be."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import TINY_STEPS, assert_one_line_error, run_main, write_recipe
+
+from fskd_cli.core.stop import EXIT_STOPPED, StopRequest
+
+ENV = {**os.environ, "COLUMNS": "200", "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
+
+
+# --- two signals: the first decides how the run ends ------------------------------------------------------------
+
+def test_ctrl_c_after_a_stop_request_is_ignored_and_ctrl_c_first_wins():
+    with pytest.raises(KeyboardInterrupt), StopRequest() as stop:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.01)
+        os.kill(os.getpid(), signal.SIGINT)  # the stop is under way: its checkpoint and exit code win
+        time.sleep(0.01)
+        assert stop.signum == signal.SIGTERM and not stop.interrupted
+        stop.signum = 0  # as if the stop had not been asked for: Ctrl-C interrupts at once, as Python's default
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(1)
+    assert stop.interrupted
+    os.kill(os.getpid(), signal.SIGTERM)  # after Ctrl-C a stop request changes nothing (the handlers stay: stopping)
+    time.sleep(0.01)
+    assert stop.signum == 0
+    for sig in (signal.SIGTERM, signal.SIGUSR1):
+        signal.signal(sig, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def _train_and_signal(tmp_path, tiny_digits, first: signal.Signals, second: signal.Signals
+                      ) -> tuple[subprocess.CompletedProcess, os.PathLike]:
+    """Start a long tiny run, send ``first`` once it logged a row, ``second`` once the stop's checkpoint is
+    written (``first`` SIGTERM) or 0.1 s later (``first`` SIGINT); wait for it to end."""
+    recipe = write_recipe(tmp_path / "r.yaml", tiny_digits, train={**TINY_STEPS, "steps": 400, "milestones": [300],
+                                                                   "log_every": 2, "ckpt_every": 1000})
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "fskd_cli", "train-teacher", "--recipe", str(recipe), "--out", str(run)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    deadline = time.monotonic() + 120
+    while not (run / "log.csv").exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(first)
+    while first == signal.SIGTERM and not (run / "checkpoint.pt").exists() and time.monotonic() < deadline:
+        time.sleep(0.001)
+    if first == signal.SIGINT:
+        time.sleep(0.1)  # on its way out
+    proc.send_signal(second)
+    out, err = proc.communicate(timeout=120)
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err), run
+
+
+def test_sigterm_then_ctrl_c_still_exits_75_for_the_requeue(tmp_path, tiny_digits):
+    """The checkpoint was written and 'stopped by SIGTERM' printed, but the Ctrl-C during the exit made it 130 (or
+    killed the interpreter's shutdown): a wrapper would not requeue the job."""
+    result, run = _train_and_signal(tmp_path, tiny_digits, signal.SIGTERM, signal.SIGINT)
+    assert result.returncode == EXIT_STOPPED, (result.returncode, result.stderr[-1500:])
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("stopped by SIGTERM at step ") and "Traceback" not in result.stderr, result.stderr
+    assert (run / "checkpoint.pt").is_file() and "interrupted" not in result.stderr
+
+
+def test_ctrl_c_then_sigterm_stays_interrupted(tmp_path, tiny_digits):
+    """A SIGTERM during Ctrl-C's way out killed the process (-15) before its one line."""
+    result, run = _train_and_signal(tmp_path, tiny_digits, signal.SIGINT, signal.SIGTERM)
+    assert result.returncode == 130, (result.returncode, result.stderr[-1500:])
+    assert result.stderr.strip().splitlines()[-1].startswith("interrupted; ") and "stopped by" not in result.stderr
+    assert not (run / "checkpoint.pt").exists()  # checkpoints every 1000 steps: Ctrl-C writes none
+
+
+# --- export: the file's suffix is its format's ------------------------------------------------------------------
+
+@pytest.mark.parametrize(("fmt", "name", "fix"), [("onnx", "model.pt", "model.onnx"), ("torchscript", "m.onnx", "m.pt"),
+                                                  ("onnx", "model", "model.onnx"), ("torchscript", "m", "m.pt")])
+def test_export_to_a_file_named_for_another_format_is_refused_before_loading(tmp_path, fmt, name, fix):
+    """Accepted: a TorchScript file named .onnx goes to the wrong runtime. The checkpoint does not even exist:
+    the name is refused first."""
+    result = run_main("export", "--ckpt", tmp_path / "no-such-run", "--format", fmt, "--out", tmp_path / name)
+    assert_one_line_error(result, f"--out {tmp_path / name}", f"--format {fmt} writes a", f"name it {fix}")
+    assert list(tmp_path.iterdir()) == []
