@@ -5,6 +5,7 @@ mistake or a file written where it should not be."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -89,3 +90,72 @@ def test_export_to_a_file_named_for_another_format_is_refused_before_loading(tmp
     result = run_main("export", "--ckpt", tmp_path / "no-such-run", "--format", fmt, "--out", tmp_path / name)
     assert_one_line_error(result, f"--out {tmp_path / name}", f"--format {fmt} writes a", f"name it {fix}")
     assert list(tmp_path.iterdir()) == []
+
+
+# --- import-teacher: weights that no later command would take ---------------------------------------------------
+
+def test_import_of_nan_weights_is_refused_before_out_is_claimed(tmp_path):
+    """Imported with exit 0; every later command then refused the run's checkpoint."""
+    import torch
+    from test_use_import import arcface_state
+
+    state = arcface_state(18)
+    state["fc.weight"][0, 0] = float("nan")
+    torch.save(state, tmp_path / "backbone.pth")
+    result = run_main("import-teacher", tmp_path / "backbone.pth", "--arch", "iresnet18", "--format", "insightface",
+                      "--out", tmp_path / "run")
+    assert_one_line_error(result, str(tmp_path / "backbone.pth"), "fc.weight holds 1 non-finite values")
+    assert not (tmp_path / "run").exists()
+
+
+def test_import_of_a_whole_pickled_model_says_how_to_save_its_state_dict(tmp_path):
+    import torch
+
+    torch.save(torch.nn.Linear(2, 2), tmp_path / "model.pth")
+    result = run_main("import-teacher", tmp_path / "model.pth", "--arch", "iresnet18", "--format", "insightface",
+                      "--out", tmp_path / "run")
+    assert_one_line_error(result, "obj.state_dict()", "does not unpickle")
+    assert not (tmp_path / "run").exists()
+
+
+# --- resume: every changed key is named -------------------------------------------------------------------------
+
+def test_resume_with_changed_steps_names_steps_not_only_the_milestones_they_moved(tmp_path, tiny_digits):
+    """Named only train.milestones (scaled with the steps), which the user never touched."""
+    recipe = write_recipe(tmp_path / "r.yaml", tiny_digits, train=TINY_STEPS)
+    run = tmp_path / "run"
+    assert run_main("train-teacher", "--recipe", recipe, "--out", run, "--stop-after", 1).exit_code == 0
+    result = run_main("train-teacher", "--recipe", recipe, "--out", run, "--resume", "--set", "train.steps=6")
+    assert_one_line_error(result, "train.steps was 4, now 6", "train.milestones was [2], now [3]")
+
+
+# --- read_embeddings: only what embed wrote ---------------------------------------------------------------------
+
+def test_read_embeddings_names_a_file_embed_did_not_write_or_a_damaged_one(tmp_path):
+    """A YAML file read as zero-wide embeddings; a cut row an IndexError; an empty file a ValueError."""
+    import numpy as np
+
+    from fskd_cli.core.errors import FskdError
+    from fskd_cli.use.embed import Embeddings, read_embeddings, write_embeddings
+
+    good = Embeddings(np.eye(2, 3, dtype=np.float32), ["a.png", "b.png"], ["ok", "ok"], ["", ""], ["", ""])
+    write_embeddings(tmp_path / "e.csv", good)
+    write_embeddings(tmp_path / "e.npz", good)
+    lines = (tmp_path / "e.csv").read_text().splitlines(keepends=True)
+    np.savez(tmp_path / "other.npz", a=np.zeros(3))
+    cases = {"recipe.csv": ("name: x\nmodel: y\n", "not an `fskd embed` .csv"), "empty.csv": ("", "an empty file"),
+             "cut.csv": ("".join(lines[:2]) + lines[2][:12] + "\n", "line 3: damaged row (6 values for 8 columns)"),
+             "word.csv": ("".join(lines[:2]) + lines[2].replace(",0.0", ",zero", 1), "line 3: damaged row"),
+             "cut.npz": ((tmp_path / "e.npz").read_bytes()[:200], "truncated or damaged"),
+             "other.npz": (None, "lacks embeddings, paths, reason, status")}
+    for name, (content, needle) in cases.items():
+        if isinstance(content, str):
+            (tmp_path / name).write_text(content)
+        elif content is not None:
+            (tmp_path / name).write_bytes(content)
+        with pytest.raises(FskdError, match=re.escape(needle)) as e:
+            read_embeddings(tmp_path / name)
+        assert str(e.value).startswith(str(tmp_path / name))
+    for name in ("e.csv", "e.npz"):
+        back = read_embeddings(tmp_path / name)
+        assert np.array_equal(back.embeddings, good.embeddings) and back.paths == good.paths

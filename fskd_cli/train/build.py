@@ -322,9 +322,10 @@ def restore(run: Run) -> None:
     """
     ck = load_checkpoint(run.ckpt_path, kind=run.kind)
     refused, safe = resume_changes(ck.config, run.cfg)
-    if refused:
-        key, old, new = refused[0]
-        raise FskdError(f"{run.ckpt_path}: --resume with a changed recipe: {key} was {old!r}, now {new!r}; only "
+    if refused:  # every changed key: one change can move another (train.steps moves the milestones)
+        changes = "; ".join(f"{key} was {old!r}, now {new!r}" for key, old, new in refused[:4])
+        more = f" (and {len(refused) - 4} more)" if len(refused) > 4 else ""
+        raise FskdError(f"{run.ckpt_path}: --resume with a changed recipe: {changes}{more}; only "
                         f"{', '.join(RESUME_SAFE_KEYS)} may change (use the same recipe, another --out, or --force)")
     for key, old, new in safe:
         if run.dist.main:
