@@ -159,3 +159,14 @@ def test_read_embeddings_names_a_file_embed_did_not_write_or_a_damaged_one(tmp_p
     for name in ("e.csv", "e.npz"):
         back = read_embeddings(tmp_path / name)
         assert np.array_equal(back.embeddings, good.embeddings) and back.paths == good.paths
+
+
+def test_the_missing_teacher_line_gives_the_sets_the_teacher_needs(tmp_path, tiny_digits, monkeypatch):
+    """The suggested command left out --set data.path=...: run as given, it trained on another set (or none)."""
+    monkeypatch.chdir(tmp_path)
+    result = run_main("distill", "--recipe", "digits-demo", "--set", f"data.path={tiny_digits}", "--set",
+                      "model.kwargs={width: 8}", "--seed", "3")
+    line = assert_one_line_error(result, "runs/digits-demo-teacher-s3/checkpoint.pt: no teacher here")
+    assert (f"`fskd train-teacher --recipe digits-demo --seed 3 --set data.path={tiny_digits} "
+            "--set 'model.kwargs={width: 8}'`") in line
+    assert not (tmp_path / "runs").exists()

@@ -11,6 +11,7 @@ another option's error (see :mod:`.choices`).
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -157,6 +158,7 @@ def distill_command(method: Annotated[str | None, typer.Option(
     if cfg.distill.teacher is None and needs_teacher(cfg):
         make_it = "fskd train-teacher" + (f" --recipe {recipe}" if recipe != DEFAULT_RECIPE else "")
         make_it += f" --seed {cfg.seed}" + (f" --data {cfg.data.path}" if data else "")
+        make_it += "".join(f" --set {shlex.quote(item)}" for item in set_ or [])  # data.path, model.* as given here
         cfg.distill.teacher = str(default_teacher(cfg, make_it))
     ckpt = train(cfg, out or default_out(cfg, "student"), kind="student", resume=resume, stop_after=stop_after,
                  force=force)
