@@ -83,7 +83,8 @@ def test_ctrl_c_then_sigterm_stays_interrupted(tmp_path, tiny_digits):
 # --- export: the file's suffix is its format's ------------------------------------------------------------------
 
 @pytest.mark.parametrize(("fmt", "name", "fix"), [("onnx", "model.pt", "model.onnx"), ("torchscript", "m.onnx", "m.pt"),
-                                                  ("onnx", "model", "model.onnx"), ("torchscript", "m", "m.pt")])
+                                                  ("onnx", "model", "model.onnx"), ("torchscript", "m", "m.pt"),
+                                                  ("torchscript", "m.pt.json", "m.pt")])
 def test_export_to_a_file_named_for_another_format_is_refused_before_loading(tmp_path, fmt, name, fix):
     """Accepted: a TorchScript file named .onnx goes to the wrong runtime. The checkpoint does not even exist:
     the name is refused first."""
@@ -170,3 +171,29 @@ def test_the_missing_teacher_line_gives_the_sets_the_teacher_needs(tmp_path, tin
     assert (f"`fskd train-teacher --recipe digits-demo --seed 3 --set data.path={tiny_digits} "
             "--set 'model.kwargs={width: 8}'`") in line
     assert not (tmp_path / "runs").exists()
+
+
+def test_resume_after_the_teacher_was_retrained_is_refused(tmp_path, tiny_digits):
+    """Resumed against the new teacher with exit 0: one student distilled from two teachers."""
+    recipe = write_recipe(tmp_path / "r.yaml", tiny_digits, train=TINY_STEPS)
+    teacher, student = tmp_path / "teacher", tmp_path / "student"
+    assert run_main("train-teacher", "--recipe", recipe, "--out", teacher).exit_code == 0
+    distill = ("distill", "--recipe", recipe, "--teacher", teacher, "--method", "f-skd", "--scale", "4", "--out", student)
+    assert run_main(*distill, "--stop-after", 1).exit_code == 0
+    assert run_main(*distill, "--resume", "--stop-after", 2).exit_code == 0  # the same teacher: resumed
+    assert run_main("train-teacher", "--recipe", recipe, "--out", teacher, "--force", "--lr", "0.2").exit_code == 0
+    before = (student / "checkpoint.pt").read_bytes()
+    result = run_main(*distill, "--resume")
+    assert_one_line_error(result, f"{student / 'checkpoint.pt'}: --resume with another teacher: {teacher / 'checkpoint.pt'}")
+    assert (student / "checkpoint.pt").read_bytes() == before
+
+
+@pytest.mark.parametrize(("name", "content", "what"), [("photo.png", b"\x89PNG\r\n\x1a\n....", "a PNG image"),
+                                                        ("config.yaml", b"kind: teacher\nname: x\n", "a text file"),
+                                                        ("empty.pt", b"", "an empty file")])
+def test_a_ckpt_that_is_no_pytorch_file_says_what_it_is(tmp_path, name, content, what):
+    """Said 'UnpicklingError: Weights only load failed. In PyTorch 2.6, we changed the default value of...'."""
+    (tmp_path / name).write_bytes(content)
+    line = assert_one_line_error(run_main("verify", tmp_path / name, tmp_path / name, "--threshold", "0.5", "--ckpt",
+                                          tmp_path / name), f"{tmp_path / name}: not a readable fskd checkpoint ({what}")
+    assert "PyTorch 2.6" not in line

@@ -31,6 +31,7 @@ def check_export_out(fmt: str, out: str | Path) -> Path:
     out = check_output_file(out, "--out")
     suffixes = EXPORT_SUFFIXES[fmt]
     if out.suffix.lower() not in suffixes:
-        raise FskdError(f"--out {out}: --format {fmt} writes a {' or '.join(suffixes)} file; "
-                        f"name it {out.with_suffix(suffixes[0]).name}")
+        stem = out.with_suffix("")  # model.pt.json (the sidecar's name): model.pt
+        fixed = stem if stem.suffix.lower() in suffixes else out.with_suffix(suffixes[0])
+        raise FskdError(f"--out {out}: --format {fmt} writes a {' or '.join(suffixes)} file; name it {fixed.name}")
     return out
