@@ -10,7 +10,9 @@ The first request decides how the run ends: Ctrl-C (SIGINT) after a SIGTERM or S
 stop still writes its checkpoint and exits with :data:`EXIT_STOPPED` (a wrapper requeues it), and a SIGTERM or
 SIGUSR1 after Ctrl-C is ignored, so the run still ends as interrupted (exit 130). Ctrl-C alone raises
 ``KeyboardInterrupt`` at once, as Python's default does; a SIGINT the process was started ignoring (a
-background job of a script) stays ignored.
+background job of a script) stays ignored. "First" is the order Python runs the handlers in: two signals that
+both arrive while the main thread is inside one call into C (a long convolution) are handled in signal-number
+order, Ctrl-C first.
 
 Repeated signals are recorded once (SLURM may signal the job and its batch shell, which passes it on); SIGKILL
 still ends the run at once, and the last checkpoint is whole (checkpoints are written atomically). Data
