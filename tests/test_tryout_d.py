@@ -12,7 +12,7 @@ import sys
 import time
 
 import pytest
-from conftest import TINY_STEPS, assert_one_line_error, run_main, write_recipe
+from conftest import TINY_STEPS, assert_one_line_error, run_main, tree_state, write_recipe
 
 from fskd_cli.core.stop import EXIT_STOPPED, StopRequest
 
@@ -197,3 +197,18 @@ def test_a_ckpt_that_is_no_pytorch_file_says_what_it_is(tmp_path, name, content,
     line = assert_one_line_error(run_main("verify", tmp_path / name, tmp_path / name, "--threshold", "0.5", "--ckpt",
                                           tmp_path / name), f"{tmp_path / name}: not a readable fskd checkpoint ({what}")
     assert "PyTorch 2.6" not in line
+
+
+def test_import_into_a_trained_teachers_folder_names_it_with_its_article(tmp_path, tiny_teacher):
+    import shutil
+
+    import torch
+    from test_use_import import arcface_state
+
+    torch.save(arcface_state(18), tmp_path / "backbone.pth")
+    shutil.copytree(tiny_teacher, tmp_path / "run")
+    before = tree_state(tmp_path / "run")
+    result = run_main("import-teacher", tmp_path / "backbone.pth", "--arch", "iresnet18", "--format", "insightface",
+                      "--out", tmp_path / "run")
+    assert_one_line_error(result, f"{tmp_path / 'run'}: holds an fskd teacher run, not an import-teacher run")
+    assert tree_state(tmp_path / "run") == before
