@@ -212,3 +212,16 @@ def test_import_into_a_trained_teachers_folder_names_it_with_its_article(tmp_pat
                       "--out", tmp_path / "run")
     assert_one_line_error(result, f"{tmp_path / 'run'}: holds an fskd teacher run, not an import-teacher run")
     assert tree_state(tmp_path / "run") == before
+
+
+def test_the_api_reads_back_what_embed_wrote(tmp_path):
+    """README pointed at read_embeddings(); fskd_cli.api had none (AttributeError)."""
+    import numpy as np
+
+    from fskd_cli import api
+    from fskd_cli.use.embed import Embeddings, write_embeddings
+
+    written = Embeddings(np.eye(2, 4, dtype=np.float32), ["a.png", "b.png"], ["ok", "ok"], ["", ""], ["", ""])
+    write_embeddings(tmp_path / "e.npz", written)
+    assert "read_embeddings" in api.__all__
+    assert np.array_equal(api.read_embeddings(tmp_path / "e.npz").embeddings, written.embeddings)
