@@ -225,3 +225,17 @@ def test_the_api_reads_back_what_embed_wrote(tmp_path):
     write_embeddings(tmp_path / "e.npz", written)
     assert "read_embeddings" in api.__all__
     assert np.array_equal(api.read_embeddings(tmp_path / "e.npz").embeddings, written.embeddings)
+
+
+def test_resume_takes_the_same_teacher_and_data_written_another_way(tmp_path, tiny_digits, tiny_teacher, monkeypatch):
+    """--teacher RUN then --teacher /abs/RUN/checkpoint.pt (or --data as a relative path) was 'a changed recipe'."""
+    monkeypatch.chdir(tiny_teacher.parent)
+    recipe = write_recipe(tmp_path / "r.yaml", tiny_digits, train=TINY_STEPS)
+    distill = ("distill", "--recipe", recipe, "--method", "f-skd", "--scale", "4", "--out", tmp_path / "s")
+    assert run_main(*distill, "--teacher", tiny_teacher.name, "--stop-after", 1).exit_code == 0
+    result = run_main(*distill, "--teacher", tiny_teacher / "checkpoint.pt", "--resume", "--stop-after", 2,
+                      "--data", os.path.relpath(tiny_digits))
+    assert result.exit_code == 0 and "from step 1" in result.stderr, result.stderr
+    other = tmp_path / "other-teacher"
+    assert run_main("train-teacher", "--recipe", recipe, "--out", other, "--stop-after", 1).exit_code == 0
+    assert_one_line_error(run_main(*distill, "--teacher", other, "--resume"), "distill.teacher was")
