@@ -239,3 +239,10 @@ def test_resume_takes_the_same_teacher_and_data_written_another_way(tmp_path, ti
     other = tmp_path / "other-teacher"
     assert run_main("train-teacher", "--recipe", recipe, "--out", other, "--stop-after", 1).exit_code == 0
     assert_one_line_error(run_main(*distill, "--teacher", other, "--resume"), "distill.teacher was")
+
+
+def test_lambda_for_a_method_without_a_distillation_term_is_refused(tmp_path, tiny_recipe):
+    """--method base --lambda 20 trained a run whose lambda changed nothing, exit 0."""
+    result = run_main("distill", "--recipe", tiny_recipe, "--method", "base", "--lambda", "20", "--out", tmp_path / "s")
+    assert_one_line_error(result, "--lambda: method base has no distillation term")
+    assert not (tmp_path / "s").exists()

@@ -148,13 +148,15 @@ def distill_command(method: Annotated[str | None, typer.Option(
 
     Example: fskd distill --method f-skd --scale 8   (after `fskd train-teacher` with the same recipe)
     """
-    from ..train.build import default_out, default_teacher, needs_teacher
+    from ..train.build import check_weight_given, default_out, default_teacher, needs_teacher
     from ..train.loop import train
 
     o = _overrides(data, seed, epochs, steps, batch_size, lr, device, workers)
     o.update({"distill.method": method, "distill.scale": scale,
               "distill.teacher": str(teacher) if teacher else None, "distill.weight": lambda_})
     cfg = _resolve(recipe, o, set_)
+    if lambda_ is not None:
+        check_weight_given(cfg, "--lambda")
     if cfg.distill.teacher is None and needs_teacher(cfg):
         make_it = "fskd train-teacher" + (f" --recipe {recipe}" if recipe != DEFAULT_RECIPE else "")
         make_it += f" --seed {cfg.seed}" + (f" --data {cfg.data.path}" if data else "")

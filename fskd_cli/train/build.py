@@ -165,6 +165,12 @@ def default_out(cfg: RunConfig, kind: str) -> Path:
     return Path("runs") / f"{cfg.name}-{cfg.distill.method}-{cfg.distill.scale.label}-s{cfg.seed}"
 
 
+def check_weight_given(cfg: RunConfig, option: str) -> None:
+    """A weight given for a method without a distillation term would change nothing: one line, not a silent no-op."""
+    if not get_distiller_class(cfg.distill.method).weighted:
+        raise FskdError(f"{option}: method {cfg.distill.method} has no distillation term to weight; leave {option} out")
+
+
 def needs_teacher(cfg: RunConfig) -> bool:
     """Whether a student run of this recipe's method reads a teacher checkpoint."""
     cls = get_distiller_class(cfg.distill.method)
