@@ -22,6 +22,7 @@ ENV = {**os.environ, "COLUMNS": "200", "PYTHONWARNINGS": "ignore", "OMP_NUM_THRE
 # --- two signals: the first decides how the run ends ------------------------------------------------------------
 
 def test_ctrl_c_after_a_stop_request_is_ignored_and_ctrl_c_first_wins():
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)}
     with pytest.raises(KeyboardInterrupt), StopRequest() as stop:
         os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(0.01)
@@ -35,9 +36,8 @@ def test_ctrl_c_after_a_stop_request_is_ignored_and_ctrl_c_first_wins():
     os.kill(os.getpid(), signal.SIGTERM)  # after Ctrl-C a stop request changes nothing (the handlers stay: stopping)
     time.sleep(0.01)
     assert stop.signum == 0
-    for sig in (signal.SIGTERM, signal.SIGUSR1):
-        signal.signal(sig, signal.SIG_DFL)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    for sig, handler in before.items():  # the handlers stay after a stop: this process is not ending
+        signal.signal(sig, handler)
 
 
 def _train_and_signal(tmp_path, tiny_digits, first: signal.Signals, second: signal.Signals
