@@ -6,6 +6,7 @@
 >>> api.embed(model, ["lr/1.png"], aligned=True)         # aligned crops of any size, e.g. 24 x 24 native LR faces
 >>> api.verify(model, "a.jpg", "b.jpg").same             # threshold from the run's own eval
 >>> api.verify(model, "a.jpg", "b.jpg", threshold=0.3)   # or a cosine of your own
+>>> api.read_embeddings("photos.npz").embeddings         # what `fskd embed --out` wrote (.npz or .csv)
 
 Photos are aligned with the code ``fskd prepare`` uses and embedded with their mirror image, as
 ``fskd embed`` and ``fskd eval`` do; numpy uint8 RGB arrays work wherever a path does. Aligned crops
@@ -34,12 +35,12 @@ import torch
 
 from .core.scale import SINGLE_SCALES, Scale, one_factor
 from .inference.model import ReadyModel, load_model
-from .use.embed import Embeddings, embed_images
+from .use.embed import Embeddings, embed_images, read_embeddings
 from .use.photos import scale_conflict
 from .use.verify import Verdict
 from .use.verify import verify as _verify
 
-__all__ = ["load", "embed", "embed_table", "verify", "ReadyModel", "Verdict", "Embeddings"]
+__all__ = ["load", "embed", "embed_table", "verify", "read_embeddings", "ReadyModel", "Verdict", "Embeddings"]
 
 Image = str | Path | np.ndarray
 

@@ -291,8 +291,8 @@ def test_export_matches_pytorch_and_records_the_preprocessing(tmp_path, fmt):
     assert np.abs(got - ref).max() <= 1e-5 * np.abs(ref).max()  # a batch of 3 where 2 was traced
     assert row_cosines(got, ref).min() >= 1 - 1e-6
     assert run_cli("export", "--ckpt", tmp_path / "run", "--format", fmt, "--out", out).returncode == 0  # its own: replaced
-    mine = tmp_path / "mine.bin"
+    mine = tmp_path / ("mine.onnx" if fmt == "onnx" else "mine.pt")
     mine.write_bytes(b"a user's file")
     assert_one_line_error(run_cli("export", "--ckpt", tmp_path / "run", "--format", fmt, "--out", mine),
                           str(mine), "not an `fskd export` output")
-    assert mine.read_bytes() == b"a user's file" and not (tmp_path / "mine.bin.json").exists()
+    assert mine.read_bytes() == b"a user's file" and not mine.with_name(mine.name + ".json").exists()

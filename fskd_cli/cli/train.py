@@ -11,6 +11,7 @@ another option's error (see :mod:`.choices`).
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -147,16 +148,19 @@ def distill_command(method: Annotated[str | None, typer.Option(
 
     Example: fskd distill --method f-skd --scale 8   (after `fskd train-teacher` with the same recipe)
     """
-    from ..train.build import default_out, default_teacher, needs_teacher
+    from ..train.build import check_weight_given, default_out, default_teacher, needs_teacher
     from ..train.loop import train
 
     o = _overrides(data, seed, epochs, steps, batch_size, lr, device, workers)
     o.update({"distill.method": method, "distill.scale": scale,
               "distill.teacher": str(teacher) if teacher else None, "distill.weight": lambda_})
     cfg = _resolve(recipe, o, set_)
+    if lambda_ is not None:
+        check_weight_given(cfg, "--lambda")
     if cfg.distill.teacher is None and needs_teacher(cfg):
         make_it = "fskd train-teacher" + (f" --recipe {recipe}" if recipe != DEFAULT_RECIPE else "")
         make_it += f" --seed {cfg.seed}" + (f" --data {cfg.data.path}" if data else "")
+        make_it += "".join(f" --set {shlex.quote(item)}" for item in set_ or [])  # data.path, model.* as given here
         cfg.distill.teacher = str(default_teacher(cfg, make_it))
     ckpt = train(cfg, out or default_out(cfg, "student"), kind="student", resume=resume, stop_after=stop_after,
                  force=force)

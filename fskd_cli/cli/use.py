@@ -15,7 +15,7 @@ from ..core.device import DEVICE_HELP
 from ..core.errors import FskdError
 from ..core.scale import SINGLE_SCALES, Scale
 from ..data.prepare_options import ON_NO_FACE
-from ..use.formats import EXPORT_FORMATS, TEACHER_ARCHS, TEACHER_FORMATS
+from ..use.formats import EXPORT_FORMATS, TEACHER_ARCHS, TEACHER_FORMATS, check_export_out
 from .choices import one_of
 
 console = Console(stderr=True)
@@ -130,6 +130,7 @@ def export_command(
     from ..inference.model import load_model
     from ..use.export import export_model
 
+    check_export_out(fmt, out)  # a file named for another format is refused before the model is loaded
     done = export_model(load_model(ckpt, device="cpu"), fmt, out)
     console.print(f"[green]{done.path}[/] ({done.size_bytes / 2**20:.1f} MiB) and {done.sidecar}; largest difference "
                   f"from PyTorch {done.max_abs_diff:.2e}")

@@ -95,7 +95,7 @@ class Checkpoint:
     imported: Mapping[str, Any] | None  # how an imported teacher was made (fskd import-teacher)
     notes: tuple[str, ...]  # fields this file lacked, and where they were read instead
     _config: Mapping[str, Any] = field(repr=False)
-    _training: Mapping[str, Any] = field(repr=False)  # optimizer, scheduler, scaler, rng, meters: for --resume
+    _training: Mapping[str, Any] = field(repr=False)  # optimizer, scheduler, scaler, rng, meters, teacher_weights: for --resume
 
     @property
     def config(self) -> dict[str, Any]:
@@ -198,9 +198,35 @@ def _loops(link: Path) -> bool:
     return False
 
 
+#: how a file torch.save wrote begins: a zip archive (torch >= 1.6) or a pickle (the legacy format)
+_TORCH_MAGIC = (b"PK\x03\x04", b"\x80")
+#: what else a user passes as --ckpt by mistake, by its first bytes
+_OTHER_MAGIC = {b"\x89PNG": "a PNG image", b"\xff\xd8\xff": "a JPEG image", b"\x7fELF": "a program"}
+
+
+def _check_magic(path: Path) -> None:
+    """A file that is not a PyTorch file at all (an image, the run's config.yaml) named as such, rather than
+    by torch's advice on unpickling."""
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if head.startswith(_TORCH_MAGIC):
+        return
+    what = next((name for magic, name in _OTHER_MAGIC.items() if head.startswith(magic)), None)
+    if what is None:
+        what = "an empty file" if not head else "a text file" if _is_text(head) else "a file"
+    raise FskdError(f"{path}: not a readable fskd checkpoint ({what}, not one torch.save wrote; give a run folder "
+                    "or its checkpoint.pt)")
+
+
+def _is_text(head: bytes) -> bool:
+    text = head.decode("utf-8", errors="ignore")  # 8 bytes may cut a character short
+    return bool(text) and all(c.isprintable() or c in "\t\r\n" for c in text)
+
+
 def _read(path: Path) -> dict[str, Any]:
     """The file's dict. Whatever ``torch.load`` raises on a foreign or damaged file is that file's problem,
     so every exception of this one call becomes the one line (nothing else runs inside the try)."""
+    _check_magic(path)
     try:
         raw = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001  (a user's file: any failure to deserialise it is "not readable")
@@ -248,7 +274,8 @@ class _Reader:
             imported=MappingProxyType(self._mapping("imported")) if raw.get("imported") is not None else None,
             notes=tuple(self.notes), _config=MappingProxyType(config),
             _training=MappingProxyType({k: raw[k] for k in ("optimizer", "scheduler", "scaler", "rng", "meters",
-                                                            "log_sums", "total_steps", "epoch") if k in raw}))
+                                                            "log_sums", "total_steps", "epoch", "teacher_weights")
+                                       if k in raw}))
 
     # --- entries -------------------------------------------------------------------------------------------
     def _arch(self, key: str) -> Architecture:

@@ -483,8 +483,26 @@ def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+#: recipe keys that name a file or folder: the same place written another way (relative or absolute, a run folder
+#: or its checkpoint.pt) is no change
+_PATH_KEYS = ("data.path", "distill.teacher")
+
+
+def _same_place(old: Any, new: Any) -> bool:
+    """Whether two recorded paths name the same existing file, seen from here (a run folder as its checkpoint.pt)."""
+    if not (isinstance(old, str) and isinstance(new, str) and old and new):
+        return False
+
+    def where(path: str) -> Path:
+        p = Path(path).resolve()
+        return p / "checkpoint.pt" if p.is_dir() and (p / "checkpoint.pt").is_file() else p
+
+    return where(old).exists() and where(old) == where(new)
+
+
 def resume_changes(old: dict[str, Any], new: RunConfig) -> tuple[list[tuple[str, Any, Any]], list[tuple[str, Any, Any]]]:
     """The (key, old, new) differences between a checkpoint's config and ``new``: (refused, safe) ones."""
     a, b = flatten(old), flatten(new.to_dict())
-    changes = [(k, a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+    changes = [(k, a.get(k), b.get(k)) for k in sorted(set(a) | set(b))
+               if a.get(k) != b.get(k) and not (k in _PATH_KEYS and _same_place(a.get(k), b.get(k)))]
     return ([c for c in changes if c[0] not in RESUME_SAFE_KEYS], [c for c in changes if c[0] in RESUME_SAFE_KEYS])

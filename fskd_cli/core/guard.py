@@ -126,7 +126,8 @@ def last_checkpoint() -> Path | None:
 
 def _check_same_run(folder: Path, recorded: dict[str, Any], kind: str, options: dict[str, Any] | None) -> None:
     if recorded.get("kind") != kind:
-        raise FskdError(f"{folder}: holds an fskd {recorded.get('kind')!s} run, not a {kind} run; "
+        article = "an" if kind[:1] in "aeiou" else "a"  # an import-teacher run, an analysis run
+        raise FskdError(f"{folder}: holds an fskd {recorded.get('kind')!s} run, not {article} {kind} run; "
                         "choose another folder or use --force")
     if options is None:
         return

@@ -31,6 +31,7 @@ class Distiller(nn.Module):
 
     needs_teacher = True
     wants_teacher_checkpoint = False
+    weighted = True  # False: no distillation term, so a weight (--lambda) would change nothing
     summary = ""  # one line for ``fskd distill --help``
     # what tables, figures and comparisons say about the method (one place: analyze reads these)
     paper_name = ""  # how the paper writes it ("F-SKD"); empty: the registry name

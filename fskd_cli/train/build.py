@@ -9,7 +9,9 @@ fit, a batch that does not split over the processes, the wrong image size) fails
 
 from __future__ import annotations
 
+import hashlib
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -98,10 +100,13 @@ class Run:
     step: int = 0
     meters: Meters = field(init=False)
     data_fingerprint: str = field(init=False)
+    teacher_fingerprint: str | None = field(init=False)
 
     def __post_init__(self) -> None:
         self.meters = Meters(METERS, self.device)
         self.data_fingerprint = fingerprint(self.cfg.data.path)
+        teacher = self.distill.teacher_ck
+        self.teacher_fingerprint = weights_fingerprint(teacher.weights) if teacher is not None else None
 
     @property
     def ckpt_path(self) -> Path:
@@ -122,6 +127,7 @@ class Run:
             "distiller": d.distiller.state_dict() if d.distiller is not None else {},
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(), "rng": rng_state(), "meters": self.meters.state_dict(),
+            "teacher_weights": self.teacher_fingerprint,
         }
 
 
@@ -141,11 +147,28 @@ class Run:
         return teacher.variant if teacher is not None and teacher.variant == "dec" else "plain"
 
 
+def weights_fingerprint(weights: Mapping[str, torch.Tensor]) -> str:
+    """SHA-256 of a state dict's names and values: a student records its teacher's, so that ``--resume`` after the
+    teacher's folder was retrained (``--force``) or replaced is refused instead of mixing two teachers in one run."""
+    digest = hashlib.sha256()
+    for name in sorted(weights):
+        tensor = weights[name].detach().cpu().contiguous().reshape(-1)
+        digest.update(f"{name}:{tensor.dtype}:{tuple(weights[name].shape)};".encode())
+        digest.update(tensor.view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
 def default_out(cfg: RunConfig, kind: str) -> Path:
     """Where a run goes when no ``--out`` is given: ``runs/NAME-teacher-sSEED`` or ``runs/NAME-METHOD-xSCALE-sSEED``."""
     if kind == "teacher":
         return Path("runs") / f"{cfg.name}-teacher-s{cfg.seed}"
     return Path("runs") / f"{cfg.name}-{cfg.distill.method}-{cfg.distill.scale.label}-s{cfg.seed}"
+
+
+def check_weight_given(cfg: RunConfig, option: str) -> None:
+    """A weight given for a method without a distillation term would change nothing: one line, not a silent no-op."""
+    if not get_distiller_class(cfg.distill.method).weighted:
+        raise FskdError(f"{option}: method {cfg.distill.method} has no distillation term to weight; leave {option} out")
 
 
 def needs_teacher(cfg: RunConfig) -> bool:
@@ -322,10 +345,12 @@ def restore(run: Run) -> None:
     """
     ck = load_checkpoint(run.ckpt_path, kind=run.kind)
     refused, safe = resume_changes(ck.config, run.cfg)
-    if refused:
-        key, old, new = refused[0]
-        raise FskdError(f"{run.ckpt_path}: --resume with a changed recipe: {key} was {old!r}, now {new!r}; only "
+    if refused:  # every changed key: one change can move another (train.steps moves the milestones)
+        changes = "; ".join(f"{key} was {old!r}, now {new!r}" for key, old, new in refused[:4])
+        more = f" (and {len(refused) - 4} more)" if len(refused) > 4 else ""
+        raise FskdError(f"{run.ckpt_path}: --resume with a changed recipe: {changes}{more}; only "
                         f"{', '.join(RESUME_SAFE_KEYS)} may change (use the same recipe, another --out, or --force)")
+    _check_same_teacher(run, ck)
     for key, old, new in safe:
         if run.dist.main:
             console.print(f"resume: {key} changed from {old!r} to {new!r}")
@@ -342,6 +367,19 @@ def restore(run: Run) -> None:
         meters = {"names": METERS, "sums": ck.training_state("log_sums")}
     run.meters.load_state_dict(meters)
     run.step = ck.step
+
+
+def _check_same_teacher(run: Run, ck: Checkpoint) -> None:
+    """The teacher at the recorded path must hold the weights the run started with (a checkpoint of an earlier
+    fskd records none: not checked)."""
+    try:
+        recorded = ck.training_state("teacher_weights")
+    except FskdError:
+        return
+    if recorded is not None and recorded != run.teacher_fingerprint and run.distill.teacher_ck is not None:
+        raise FskdError(f"{run.ckpt_path}: --resume with another teacher: {run.distill.teacher_ck.path} holds other "
+                        "weights than the teacher this run started from (retrained or replaced since); resume with "
+                        "that teacher, or start over with --force")
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:

@@ -183,18 +183,26 @@ def write_embeddings(path: str | Path, result: Embeddings) -> None:
 
 
 def read_embeddings(path: str | Path) -> Embeddings:
-    """Read back a file written by :func:`write_embeddings` (older ones, without ``resized_from``, too)."""
+    """Read back a file written by :func:`write_embeddings` (older ones, without ``resized_from``, too).
+
+    A file of another layout, or a damaged one, raises :class:`FskdError` naming it (and the line of a damaged
+    row): read as it is, a CSV of other columns gave zero-wide embeddings, and a cut file a bare IndexError."""
     path = Path(path)
     if path.suffix.lower() == ".npz":
-        with np.load(path) as z:
-            n = len(z["embeddings"])
-            resized = z["resized_from"].tolist() if "resized_from" in z.files else [""] * n
-            described = json.loads(str(z["input"])) if "input" in z.files else {}
-            return Embeddings(z["embeddings"], *(z[k].tolist() for k in NPZ_KEYS[1:]), resized, described)
+        return _read_npz(path)
     with open(path, newline="", encoding="utf-8") as f:
-        head, *body = list(csv.reader(f))
+        try:
+            rows = list(csv.reader(f))
+        except (UnicodeDecodeError, csv.Error) as e:  # not text
+            raise FskdError(f"{path}: not an `fskd embed` .csv ({e})") from None
+    if not rows:
+        raise FskdError(f"{path}: an empty file, not an `fskd embed` .csv")
+    head, *body = rows
+    if not _embed_header(head):
+        raise FskdError(f"{path}: not an `fskd embed` .csv (its header is not {','.join(CSV_HEAD)},...,e0,e1,...)")
     columns = [k for k, name in enumerate(head) if _EMBEDDING_COLUMN.fullmatch(name)]
-    emb = np.array([[float(r[k]) if r[k] else np.nan for k in columns] for r in body], dtype=np.float32)
+    emb = np.array([_csv_row(path, line, r, len(head), columns) for line, r in enumerate(body, start=2)],
+                   dtype=np.float32)
 
     def column(name: str) -> list[str]:
         return [r[head.index(name)] for r in body] if name in head else [""] * len(body)
@@ -202,6 +210,29 @@ def read_embeddings(path: str | Path) -> Embeddings:
     paths = [_name_from_csv(p, how) for p, how in zip(column("path"), column("path_encoding"), strict=True)]
     return Embeddings(emb.reshape(len(body), len(columns)), paths, column("status"), column("reason"),
                       column("resized_from"))
+
+
+def _csv_row(path: Path, line: int, row: list[str], width: int, columns: list[int]) -> list[float]:
+    """One row's embedding (NaN where empty: no face), or one line naming the damaged row."""
+    if len(row) != width:
+        raise FskdError(f"{path}: line {line}: damaged row ({len(row)} values for {width} columns)")
+    try:
+        return [float(row[k]) if row[k] else np.nan for k in columns]
+    except ValueError as e:
+        raise FskdError(f"{path}: line {line}: damaged row ({e})") from None
+
+
+def _read_npz(path: Path) -> Embeddings:
+    try:
+        with np.load(path) as z:
+            if not set(NPZ_KEYS) <= set(z.files):
+                raise FskdError(f"{path}: not an `fskd embed` .npz (it lacks {', '.join(sorted(set(NPZ_KEYS) - set(z.files)))})")
+            n = len(z["embeddings"])
+            resized = z["resized_from"].tolist() if "resized_from" in z.files else [""] * n
+            described = json.loads(str(z["input"])) if "input" in z.files else {}
+            return Embeddings(z["embeddings"], *(z[k].tolist() for k in NPZ_KEYS[1:]), resized, described)
+    except (ValueError, EOFError, zipfile.BadZipFile) as e:  # not a zip, cut short, pickled objects refused
+        raise FskdError(f"{path}: not a readable .npz, truncated or damaged? ({' '.join(str(e).split())[:100]})") from None
 
 
 def _write_csv(f: IO, result: Embeddings) -> None:

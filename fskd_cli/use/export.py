@@ -29,9 +29,9 @@ import torch.nn.functional as F
 from .. import __version__
 from ..core.errors import FskdError
 from ..core.io import atomic_path, write_text
-from ..core.outputs import check_output_file, check_replaceable
+from ..core.outputs import check_replaceable
 from ..inference.model import ReadyModel
-from .formats import EXPORT_FORMATS
+from .formats import EXPORT_FORMATS, check_export_out
 
 OPSET = 17
 TOLERANCE = 1e-4  # fp32
@@ -52,7 +52,7 @@ def export_model(model: ReadyModel, fmt: str, out: str | Path) -> Exported:
     """Write ``model``'s backbone to ``out`` as ``fmt``, check it, and write the sidecar JSON."""
     if fmt not in EXPORT_FORMATS:
         raise FskdError(f"--format must be one of {', '.join(EXPORT_FORMATS)}, got {fmt!r}")
-    out = check_output_file(out, "--out")  # a folder ('.', '/') has no name to put the sidecar beside
+    out = check_export_out(fmt, out)  # a folder ('.', '/') has no name to put the sidecar beside
     sidecar = out.with_name(out.name + ".json")
     # an earlier export is replaced only whole: the file and its sidecar, which says fskd wrote them
     check_replaceable(out, lambda _: _is_export_sidecar(sidecar), "export")

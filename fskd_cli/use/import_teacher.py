@@ -95,6 +95,7 @@ def build_backbone(state: dict[str, torch.Tensor], weights: Path, arch: str, fmt
     kwargs: dict[str, Any] = {"embedding_size": embedding, "base_width": width, "input_size": 16 * side}
     model = create_model(f"{prefix}{TEACHER_ARCHS[arch]}", **kwargs)
     _check_keys(model, state, weights, f"{arch} ({fmt})")
+    _check_finite(state, weights)
     model.load_state_dict(state)
     return model.eval()
 
@@ -111,6 +112,16 @@ def _check_keys(model: nn.Module, state: dict[str, torch.Tensor], weights: Path,
         raise FskdError(f"{weights}: does not match {what}: {'; '.join(problems[:SHOWN])}{more}; is --arch right?")
 
 
+def _check_finite(state: dict[str, torch.Tensor], weights: Path) -> None:
+    """NaN or inf weights embed every face as NaN, and the run written from them would be refused by every later
+    command: refused here, before ``--out`` is claimed."""
+    for name, tensor in state.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            bad = int((~torch.isfinite(tensor)).sum())
+            raise FskdError(f"{weights}: weight {name} holds {bad} non-finite values (NaN or inf); these weights "
+                            "are damaged or come from a diverged run")
+
+
 def _load(weights: Path) -> Any:
     if not weights.is_file():
         what = ("a folder; give the weights file in it (backbone.pth, *.ckpt)" if weights.is_dir()
@@ -123,8 +134,9 @@ def _load(weights: Path) -> Any:
     except pickle.UnpicklingError as e:
         if "weights only" in str(e).lower() or "weights_only" in str(e):
             raise FskdError(f"{weights}: holds pickled Python objects besides tensors, which fskd does not unpickle; "
-                            "re-save its state dict with torch.save(torch.load(f, weights_only=False)['state_dict'], "
-                            "'weights.pt') if you trust the file") from None
+                            "if you trust the file, re-save its tensors: torch.save(obj.state_dict(), 'weights.pt') "
+                            "for a whole pickled model, torch.save(obj['state_dict'], 'weights.pt') for a dict, "
+                            "where obj = torch.load(f, weights_only=False)") from None
         raise FskdError(f"{weights}: not a readable PyTorch file ({str(e).splitlines()[0][:100]})") from None
     except Exception as e:  # noqa: BLE001  (a user's file: any failure of this one call to deserialise it)
         raise FskdError(f"{weights}: not a readable PyTorch file, truncated or damaged? "
