@@ -148,6 +148,19 @@ def assert_untouched(before: dict[str, tuple], root: Path, *allowed: Path) -> No
 TINY_STEPS = {"batch_size": 32, "lr": 0.05, "steps": 4, "milestones": [2], "log_every": 2}
 
 
+def train_pair(root: Path, data: Path, steps: int) -> tuple[Path, Path]:
+    """A teacher and its 4x F-SKD student of the tiny recipe, ``steps`` steps each, trained in-process (faster
+    than the CLI when a module only needs the two checkpoints)."""
+    from fskd_cli.core.config import resolve
+    from fskd_cli.train.loop import train
+
+    recipe = write_recipe(root / "r.yaml", data)
+    teacher = train(resolve(recipe), root / "teacher", kind="teacher", stop_after=steps)
+    student = train(resolve(recipe, {"distill.teacher": str(teacher)}), root / "student", kind="student",
+                    stop_after=steps)
+    return teacher, student
+
+
 @pytest.fixture(scope="session")
 def tiny_teacher(tmp_path_factory, tiny_digits) -> Path:
     """A teacher run of 4 steps on the tiny digits (its folder: config.yaml, log.csv, checkpoint.pt)."""

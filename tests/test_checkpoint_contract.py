@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import assert_one_line_error, run_main, write_recipe
+from conftest import assert_one_line_error, run_main, train_pair, write_recipe
 from PIL import Image
 
 from fskd_cli.core.checkpoint import load_checkpoint
@@ -22,9 +22,7 @@ from fskd_cli.train.loop import train
 def runs(tmp_path_factory, tiny_digits) -> dict[str, Path]:
     """A tiny teacher and its 4x F-SKD student (3 steps each) on the shared digit set."""
     tmp = tmp_path_factory.mktemp("contract")
-    recipe = write_recipe(tmp / "r.yaml", tiny_digits)
-    teacher = train(resolve(recipe), tmp / "teacher", kind="teacher", stop_after=3)
-    student = train(resolve(recipe, {"distill.teacher": str(teacher)}), tmp / "student", kind="student", stop_after=3)
+    teacher, student = train_pair(tmp, tiny_digits, steps=3)
     return {"teacher": teacher, "student": student, "tmp": tmp}
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import assert_one_line_error, run_main, write_recipe
+from conftest import assert_one_line_error, run_main, train_pair, write_recipe
 from PIL import Image
 
 
@@ -29,9 +29,7 @@ def runs(tmp_path_factory, tiny_digits) -> dict[str, Path]:
     from fskd_cli.train.loop import train
 
     tmp = tmp_path_factory.mktemp("tryout")
-    recipe = write_recipe(tmp / "r.yaml", tiny_digits)
-    teacher = train(resolve(recipe), tmp / "teacher", kind="teacher", stop_after=2)
-    student = train(resolve(recipe, {"distill.teacher": str(teacher)}), tmp / "student", kind="student", stop_after=2)
+    teacher, student = train_pair(tmp, tiny_digits, steps=2)
     wide = write_recipe(tmp / "wide.yaml", tiny_digits,
                         model={"name": "resnet_32", "kwargs": {"layers": [1, 1, 1, 1], "width": 8}})
     other = train(resolve(wide), tmp / "wide_teacher", kind="teacher", stop_after=1)
