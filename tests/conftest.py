@@ -7,6 +7,7 @@ import csv
 import hashlib
 import io
 import os
+import signal
 import stat
 import subprocess
 import sys
@@ -75,6 +76,16 @@ def _one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _ctrl_c_as_in_a_terminal():
+    """A test suite started in the background of a script (``make test &``, ``nohup``) inherits SIGINT ignored, and
+    so would every fskd it starts: Ctrl-C tests would see nothing happen. fskd rightly leaves an ignored SIGINT
+    ignored; the suite restores Python's own handler, which the processes it starts receive as the default."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
 
 
 @dataclass
