@@ -203,6 +203,12 @@ def pattern(seed: int, size: tuple[int, int] = (112, 112)) -> np.ndarray:
     return np.clip(np.stack(rgb, axis=-1), 0, 255).astype(np.uint8)
 
 
+def noise_png(path: Path, size: int) -> Path:
+    """A ``size`` x ``size`` RGB PNG of seeded noise: a photo whose content does not matter, only that it decodes."""
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (size, size, 3), dtype=np.uint8)).save(path)
+    return path
+
+
 def encode(image: np.ndarray, fmt: str = "PNG") -> bytes:
     buf = io.BytesIO()
     Image.fromarray(image).save(buf, format=fmt)

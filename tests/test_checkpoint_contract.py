@@ -6,11 +6,9 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from conftest import assert_one_line_error, run_main, train_pair, write_recipe
-from PIL import Image
+from conftest import assert_one_line_error, noise_png, run_main, train_pair, write_recipe
 
 from fskd_cli.core.checkpoint import load_checkpoint
 from fskd_cli.core.config import resolve
@@ -28,9 +26,7 @@ def runs(tmp_path_factory, tiny_digits) -> dict[str, Path]:
 
 @pytest.fixture()
 def photo(tmp_path) -> Path:
-    path = tmp_path / "digit.png"
-    Image.fromarray(np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(path)
-    return path
+    return noise_png(tmp_path / "digit.png", 32)
 
 
 def damaged(runs: dict[str, Path], tmp_path: Path, change) -> Path:

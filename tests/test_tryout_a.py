@@ -15,10 +15,9 @@ import os
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from conftest import assert_one_line_error, run_main, train_pair, write_recipe
+from conftest import assert_one_line_error, noise_png, run_main, train_pair, write_recipe
 from PIL import Image
 
 
@@ -38,9 +37,7 @@ def runs(tmp_path_factory, tiny_digits) -> dict[str, Path]:
 
 @pytest.fixture()
 def crop(tmp_path) -> Path:
-    path = tmp_path / "crop.png"
-    Image.fromarray(np.random.default_rng(0).integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(path)
-    return path
+    return noise_png(tmp_path / "crop.png", 8)
 
 
 def edited(source: Path, folder: Path, change) -> Path:
